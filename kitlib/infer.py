@@ -1,0 +1,72 @@
+"""Inference: a trained model and a dataset (or loader, or tensor) in, class probabilities out."""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+TTA = ("none", "flip")
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """"auto"/None -> cuda when available, else cpu."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def autocast(device: torch.device, enabled: bool = True):
+    """bfloat16 autocast on CUDA (no loss scaling needed); a no-op context on CPU."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def batch_images(batch) -> torch.Tensor:
+    """The image tensor of a batch given as a dict (key "image"), a (x, y) tuple or a tensor."""
+    if isinstance(batch, dict):
+        return batch["image"]
+    if isinstance(batch, (tuple, list)):
+        return batch[0]
+    return batch
+
+
+def iter_batches(data, batch_size: int = 256, num_workers: int = 0):
+    """Batches of a Dataset (in order), a DataLoader, or an (N, 3, H, W) tensor."""
+    if isinstance(data, DataLoader):
+        return data
+    if isinstance(data, torch.Tensor):
+        return data.split(batch_size)
+    if isinstance(data, Dataset):
+        return DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                          pin_memory=torch.cuda.is_available())
+    raise TypeError(f"predict() takes a Dataset, DataLoader or tensor, got {type(data).__name__}")
+
+
+@torch.no_grad()
+def predict(model: nn.Module, data, tta: str = "none", batch_size: int = 256, device=None,
+            amp: bool = True, progress: bool = False, num_workers: int = 0) -> np.ndarray:
+    """Softmax probabilities (N, C) float32 numpy, in data order.
+
+    tta="flip" averages the probabilities of each image and its horizontal flip (Balanced-MixUp's protocol).
+    The model is put in eval mode and left there.
+    """
+    if tta not in TTA:
+        raise ValueError(f"tta must be one of {TTA}, got {tta!r}")
+    device = resolve_device(device) if device is not None else next(model.parameters()).device
+    model.eval().to(device)
+    out = []
+    for batch in tqdm(iter_batches(data, batch_size, num_workers), desc="predict", disable=not progress, leave=False):
+        x = batch_images(batch).to(device, non_blocking=True)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device, amp):
+            p = model(x).float().softmax(1)
+            if tta == "flip":
+                p = 0.5 * (p + model(x.flip(-1)).float().softmax(1))
+        out.append(p.cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)

@@ -1,0 +1,178 @@
+"""Backbones by name, each split into feature extractor, last convolutional feature map and head.
+
+`create_model("resnet50", num_classes=7)` returns a `KitModel`:
+
+    fmap = model.features(x)      # (B, C, h, w): the last convolutional feature map (Grad-CAM, CARE)
+    feat = model.pool(fmap)       # (B, D): the representation (metric learning, SupCon, decoupled heads)
+    logits = model.head(feat)     # (B, num_classes)
+    model(x) == model.head(model.pool(model.features(x)))
+    model(x, out="all")           # {"fmap", "feat", "logits"} from one forward pass
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+
+BACKBONES = (
+    "resnet18", "resnet50", "resnet152", "resnext50_32x4d",
+    "densenet121", "densenet169", "mobilenet_v2", "vgg19", "tiny_cnn",
+)
+
+
+class CosineLinear(nn.Module):
+    """Cosine classifier: logits_j = <x/|x|, w_j/|w_j|> in [-1, 1] (the normalised head LDAM expects)."""
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(out_features, in_features).uniform_(-1, 1).renorm_(2, 0, 1e-5).mul_(1e5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(x, dim=1) @ F.normalize(self.weight, dim=1).t()
+
+
+def make_head(kind: str, in_features: int, num_classes: int) -> nn.Module:
+    if kind == "linear":
+        return nn.Linear(in_features, num_classes)
+    if kind == "cosine":
+        return CosineLinear(in_features, num_classes)
+    raise ValueError(f"unknown head {kind!r}; choose 'linear' or 'cosine'")
+
+
+class KitModel(nn.Module):
+    """features -> global average pool -> head, each reachable on its own."""
+
+    def __init__(self, features: nn.Module, feature_dim: int, num_classes: int, head: str = "linear", name: str = ""):
+        super().__init__()
+        self.backbone = features
+        self.feature_dim = feature_dim
+        self.num_classes = num_classes
+        self.head_kind = head
+        self.name = name
+        self.head = make_head(head, feature_dim, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)
+
+    @staticmethod
+    def pool(fmap: torch.Tensor) -> torch.Tensor:
+        return fmap.mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor, out: str = "logits"):
+        """out="logits": (B, num_classes); out="all": dict(fmap, feat, logits) from one pass.
+
+        Training code calls the model itself (not its parts) so DistributedDataParallel sees the pass.
+        """
+        fmap = self.features(x)
+        feat = self.pool(fmap)
+        logits = self.head(feat)
+        if out == "logits":
+            return logits
+        if out == "all":
+            return {"fmap": fmap, "feat": feat, "logits": logits}
+        raise ValueError(f"out must be 'logits' or 'all', got {out!r}")
+
+    def forward_all(self, x: torch.Tensor) -> dict:
+        return self(x, out="all")
+
+    def reset_head(self, head: str | None = None) -> None:
+        """Re-initialise the classifier head (decoupled second stage)."""
+        kind = head or self.head_kind
+        device = next(self.parameters()).device
+        self.head = make_head(kind, self.feature_dim, self.num_classes).to(device)
+        self.head_kind = kind
+
+
+class TinyCNN(nn.Sequential):
+    """A small 4-block CNN (about 100k parameters) for the smoke profile and tests."""
+
+    def __init__(self, width: int = 32):
+        def block(cin, cout, stride):
+            return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+        w = width
+        super().__init__(*block(3, w, 1), *block(w, w, 2), *block(w, 2 * w, 1), *block(2 * w, 2 * w, 2),
+                         *block(2 * w, 4 * w, 1))
+        self.out_channels = 4 * w
+
+
+def _weights_enum(name: str):
+    return torchvision.models.get_model_weights(name).DEFAULT
+
+
+def _load_pretrained(net: nn.Module, name: str) -> None:
+    """Load torchvision's ImageNet weights from the local torch hub cache, downloading only if possible."""
+    weights = _weights_enum(name)
+    ckpt = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
+    if not ckpt.exists():
+        try:
+            state = weights.get_state_dict(progress=True)
+        except Exception as err:  # offline: urllib errors, timeouts
+            raise RuntimeError(
+                f"ImageNet weights for {name} are not in {ckpt.parent} and could not be downloaded ({err}). "
+                f"On a machine with internet run: python -c \"import torchvision; "
+                f"torchvision.models.{name}(weights='DEFAULT')\" and copy {ckpt.name} into {ckpt.parent}, "
+                f"or pass pretrained=False for random initialisation."
+            ) from err
+    else:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    net.load_state_dict(state)
+
+
+def _small_stem(name: str, net: nn.Module) -> None:
+    """Stride-1 3x3 first convolution and no early max-pool, for 28-64 px inputs."""
+    if name.startswith(("resnet", "resnext")):
+        net.conv1 = nn.Conv2d(3, net.conv1.out_channels, 3, 1, 1, bias=False)
+        net.maxpool = nn.Identity()
+    elif name.startswith("densenet"):
+        c = net.features.conv0.out_channels
+        net.features.conv0 = nn.Conv2d(3, c, 3, 1, 1, bias=False)
+        net.features.pool0 = nn.Identity()
+    elif name == "mobilenet_v2":
+        net.features[0][0].stride = (1, 1)
+    elif name == "vgg19":
+        # keep resolution through the first two max-pools
+        pools = [i for i, m in enumerate(net.features) if isinstance(m, nn.MaxPool2d)]
+        for i in pools[:2]:
+            net.features[i] = nn.Identity()
+
+
+def create_model(name: str, num_classes: int, pretrained: bool = False, small_input: bool = False,
+                 head: str = "linear", width: int = 32) -> KitModel:
+    """Build a backbone by name (see BACKBONES) with a fresh head for `num_classes`.
+
+    pretrained: load torchvision's ImageNet weights (from the local cache; a clear error when offline).
+    small_input: replace the stem for 28-64 px images (the pretrained stem conv is then re-initialised).
+    head: "linear" or "cosine" (LDAM's normalised classifier).
+    """
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {BACKBONES}")
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+    if name == "tiny_cnn":
+        if pretrained:
+            raise ValueError("tiny_cnn has no pretrained weights; pass pretrained=False")
+        net = TinyCNN(width)
+        return KitModel(net, net.out_channels, num_classes, head, name)
+    net = torchvision.models.get_model(name, weights=None)
+    if pretrained:
+        _load_pretrained(net, name)
+    if small_input:
+        _small_stem(name, net)
+    if name.startswith(("resnet", "resnext")):
+        dim = net.fc.in_features
+        features = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)
+    elif name.startswith("densenet"):
+        dim = net.classifier.in_features
+        features = nn.Sequential(net.features, nn.ReLU(inplace=False))
+    elif name == "mobilenet_v2":
+        dim = net.last_channel
+        features = net.features
+    else:  # vgg19: conv layers up to the last ReLU (the final max-pool dropped); GAP + linear head
+        dim = 512
+        features = net.features[:-1]
+    return KitModel(features, dim, num_classes, head, name)
