@@ -1,0 +1,106 @@
+"""Command line: ``python -m kitlib datasets | fetch NAME | reproduce [PAPER ...]``.
+
+Exit codes: 0 success; 1 a notebook failed or a dataset could not be fetched; 2 bad usage
+(unknown paper, profile or parameter) or no notebook to run.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from kitlib import profiles
+
+
+def _catalog():
+    """kitlib.data.catalog, imported only when a data command runs (it may be absent in a partial checkout)."""
+    try:
+        from kitlib.data import catalog
+    except ImportError as exc:
+        raise SystemExit(f"kitlib.data.catalog is not available ({exc}); reinstall kitlib") from None
+    return catalog
+
+
+def cmd_datasets(args) -> int:
+    """Print the status of every dataset manifest (present / missing / checksum mismatch)."""
+    print(_catalog().format_status_table(root=args.root, verify=args.verify))
+    return 0
+
+
+def cmd_fetch(args) -> int:
+    """Download what can be downloaded for one dataset; 0 when it is present afterwards."""
+    catalog = _catalog()
+    try:
+        status, detail = catalog.fetch(args.name, root=args.root)
+    except (catalog.DatasetError, LookupError, OSError) as exc:
+        print(f"fetch {args.name}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.name}: {status}\n{detail}")
+    return 0 if status == catalog.PRESENT else 1
+
+
+def cmd_reproduce(args) -> int:
+    """Run the paper notebooks through papermill; non-zero exit when any failed."""
+    from kitlib import reproduce as rep
+
+    try:
+        overrides = rep.parse_overrides(args.param)
+        results = rep.reproduce(args.papers or None, args.profile, device=args.device, overrides=overrides,
+                                out=args.out, timeout=args.timeout, notebooks_dir=args.notebooks_dir,
+                                progress=not args.no_progress, command=["python", "-m", "kitlib", *args.argv])
+    except ValueError as exc:
+        print(f"reproduce: {exc}", file=sys.stderr)
+        return 2
+    print()
+    print(rep.format_summary(results))
+    failed = [r.paper for r in results if r.status not in ("ok", "skipped")]
+    if failed:
+        print(f"\n{len(failed)} notebook(s) failed: {', '.join(failed)}")
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser with the three sub-commands."""
+    from kitlib.reproduce import PAPERS
+
+    parser = argparse.ArgumentParser(prog="python -m kitlib", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    root_help = "data root (default: $KITLIB_DATA, else <repo>/data and ../shared/data)"
+    p = sub.add_parser("datasets", help="status of every dataset manifest (present / missing / checksum)")
+    p.add_argument("--verify", action="store_true", help="hash every listed file, not only the key files")
+    p.add_argument("--root", default=None, help=root_help)
+    p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("fetch", help="download one dataset (MedMNIST sets); others print the manual steps")
+    p.add_argument("name", help="manifest name (see `python -m kitlib datasets`)")
+    p.add_argument("--root", default=None, help=root_help)
+    p.set_defaults(func=cmd_fetch)
+
+    p = sub.add_parser(
+        "reproduce", help="run paper notebooks with papermill into results/<profile>/<paper>/",
+        description="Run paper notebooks with papermill. Papers: " + ", ".join(PAPERS)
+        + ". Without PAPER every notebook that exists is run.")
+    p.add_argument("papers", nargs="*", metavar="PAPER", help="paper keys (default: all notebooks present)")
+    p.add_argument("--profile", default="smoke", choices=profiles.PROFILE_NAMES,
+                   help="parameter set: smoke (minutes on CPU), laptop, paper (default: smoke)")
+    p.add_argument("--device", default="auto", help="torch device passed to the notebooks: auto, cpu, cuda, "
+                   "cuda:1 ... (default: auto = cuda when available)")
+    p.add_argument("-p", "--param", action="append", metavar="KEY=VALUE",
+                   help="override a notebook parameter; VALUE is YAML (-p epochs=3 -p methods=[ce,rs]); repeatable")
+    p.add_argument("--out", default="results", help="results root (default: ./results)")
+    p.add_argument("--timeout", type=float, default=None, metavar="S",
+                   help="fail a notebook when one cell runs longer than S seconds (default: no limit)")
+    p.add_argument("--notebooks-dir", default=None, metavar="DIR",
+                   help="folder holding the notebooks (default: $KITLIB_NOTEBOOKS_DIR or <repo>/notebooks)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_reproduce)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m kitlib`` and the ``kitlib`` script; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    return args.func(args)
