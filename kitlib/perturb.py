@@ -280,6 +280,15 @@ def predict_perturbed(model: nn.Module, loader_or_tensor, class_counts, eps: flo
     return probs[0]
 
 
+def predict_perturbed_grid(model: nn.Module, data, class_counts, eps_grid: Sequence[float], T: float = 1000.0,
+                           measure: str = "ce", space: str = "normalized", mean=None, std=None, gamma: float = 2.0,
+                           device=None, batch_size: int = 64, progress: bool = True) -> list[np.ndarray]:
+    """`predict_perturbed` for several eps in one pass (one backward per batch): a list of (N, C) arrays."""
+    probs, _ = _run(model, data, class_counts, list(eps_grid), T, measure, space, mean, std, gamma, device,
+                    batch_size, progress, desc="perturbed eps grid")
+    return probs
+
+
 def _scorer(metric: str, class_counts):
     """A function (y, probs) -> dict of numbers containing `metric`: kitlib.metrics when present."""
     try:

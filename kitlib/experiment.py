@@ -1,0 +1,160 @@
+"""An experiment = one dataset, its protocol splits, its transforms and its training settings.
+
+The paper notebooks build one and ask it for trained runs and test predictions; everything is cached
+by the run registry, so re-rendering a table never retrains:
+
+    exp = Experiment(kitlib.data.load("synthetic"), protocol="kfold", folds=5, image_size=32,
+                     train={"epochs": 20, "lr": 1e-3})
+    run = exp.train(fold=0, backbone="resnet50", method="ldam_drw")
+    probs = exp.predict(run, fold=0)          # test split of fold 0
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from kitlib import metrics as M
+from kitlib.data import TorchImageSet, build_transform
+from kitlib.data import splits as S
+from kitlib.data.core import ImageArrays
+from kitlib.infer import predict
+from kitlib.methods import build_method
+from kitlib.train import ModelSpec, TrainConfig, TrainedRun, fit, retrain_head
+
+PROTOCOLS = ("kfold", "official", "ratio")
+
+
+@dataclass
+class Split:
+    fold: int
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+def make_splits(arrays: ImageArrays, protocol: str = "kfold", folds: int = 5, seed: int = 0, val_frac: float = 0.1,
+                ratios=(0.75, 0.05, 0.2), group: bool = True) -> list[Split]:
+    """Protocol splits, each with train / val / test indices into `arrays`.
+
+    kfold: stratified k folds (grouped by arrays.groups when `group`), one test fold each; a validation split of
+        `val_frac` is carved from the training folds (paper 000 chose eps on "an extra small validation set").
+    official: the dataset's own train/val/test (val carved from train when the dataset has none).
+    ratio: stratified random train/val/test by `ratios` (e.g. 7.5:0.5:2 as paper 004); two ratios = train/test
+        with val carved from train.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
+    y = arrays.labels
+    groups = arrays.groups if group else None
+    out = []
+    if protocol == "kfold":
+        for i, (tr, te) in enumerate(S.kfold(y, folds, seed, groups=groups)):
+            tr, va = S.carve_val(tr, y, val_frac, seed + i, groups=groups)
+            out.append(Split(i, tr, va, te))
+    elif protocol == "official":
+        parts = S.official(arrays)
+        tr, te = parts["train"], parts["test"]
+        va = parts.get("val")
+        if va is None or len(va) == 0:
+            tr, va = S.carve_val(tr, y, val_frac, seed, groups=groups)
+        out.append(Split(0, tr, va, te))
+    else:
+        parts = S.ratio_split(y, ratios, seed, groups=groups)
+        if len(parts) == 3:
+            tr, va, te = parts
+        else:
+            (tr, te), va = parts, None
+            tr, va = S.carve_val(tr, y, val_frac, seed, groups=groups)
+        out.append(Split(0, tr, va, te))
+    for sp in out:
+        for name in ("train", "test"):
+            S.check_split(y, getattr(sp, name), arrays.class_names, where=f"fold {sp.fold} {name}")
+    return out
+
+
+class Experiment:
+    """Dataset + splits + transforms + training settings; hands out cached trained runs and predictions.
+
+    augment: build_transform options for training (flip, rotation, color_jitter, crop); test images are
+        only resized (and centre-cropped when `crop` is set), as the papers do.
+    train: TrainConfig fields shared by every run of the experiment (per-call overrides in `train()`).
+    """
+
+    def __init__(self, arrays: ImageArrays, protocol: str = "kfold", folds: int = 5, seed: int = 0,
+                 val_frac: float = 0.1, ratios=(0.75, 0.05, 0.2), image_size: int | None = None,
+                 augment: dict | None = None, train: dict | None = None, device: str = "auto",
+                 run_root=None, progress: bool = True, pretrained: bool = False, small_input: bool | None = None):
+        self.arrays = arrays
+        self.splits = make_splits(arrays, protocol, folds, seed, val_frac, ratios)
+        self.size = image_size or arrays.images.shape[1]
+        self.augment = {"flip": True, **(augment or {})}
+        self.train_defaults = {"seed": seed, **(train or {}), "device": device}
+        self.run_root, self.progress, self.pretrained = run_root, progress, pretrained
+        self.small_input = self.size <= 64 if small_input is None else small_input
+        crop = self.augment.get("crop")
+        self.t_train = build_transform(train=True, size=self.size, **self.augment)
+        self.t_test = build_transform(train=False, size=self.size, crop=crop)
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.arrays.class_names
+
+    def dataset(self, fold: int, part: str, train_transform: bool | None = None) -> TorchImageSet:
+        """The TorchImageSet of one split part ("train", "val", "test")."""
+        idx = getattr(self.splits[fold], part)
+        aug = part == "train" if train_transform is None else train_transform
+        return TorchImageSet(self.arrays, self.t_train if aug else self.t_test, indices=idx)
+
+    def train_counts(self, fold: int) -> np.ndarray:
+        return np.bincount(self.arrays.labels[self.splits[fold].train], minlength=self.arrays.num_classes)
+
+    def config(self, **train_overrides) -> TrainConfig:
+        return TrainConfig(**{**self.train_defaults, **train_overrides})
+
+    def spec(self, backbone: str, **kw) -> ModelSpec:
+        return ModelSpec(backbone, self.arrays.num_classes, pretrained=kw.pop("pretrained", self.pretrained),
+                         small_input=kw.pop("small_input", self.small_input), **kw)
+
+    def train(self, fold: int, backbone: str, method: str, method_params: dict | None = None,
+              seed: int | None = None, **train_overrides) -> TrainedRun:
+        """Train (or fetch from the cache) `backbone` with `method` on one fold's training split.
+
+        Two-stage methods are written "<stage-1 method>-><crw|crs>" (e.g. "ce->crw"): the first stage is
+        trained (cached) and its head re-trained on frozen features.
+        """
+        if seed is not None:
+            train_overrides["seed"] = seed
+        if "->" in method:
+            first, second = (s.strip() for s in method.split("->"))
+            stage1 = self.train(fold, backbone, first, method_params, **train_overrides)
+            head_cfg = {k: v for k, v in train_overrides.items() if k in ("seed", "device", "batch_size")}
+            return retrain_head(stage1, self.dataset(fold, "train"), self.dataset(fold, "val"), kind=second,
+                                cfg={**{"seed": self.train_defaults["seed"], "device": self.train_defaults["device"]},
+                                     **head_cfg}, run_root=self.run_root, progress=self.progress)
+        return fit(self.spec(backbone), build_method(method, **(method_params or {})), self.dataset(fold, "train"),
+                   self.dataset(fold, "val"), self.config(**train_overrides), run_root=self.run_root,
+                   progress=self.progress)
+
+    def predict(self, run: TrainedRun, fold: int, part: str = "test", tta: str = "none") -> np.ndarray:
+        return predict(run.model, self.dataset(fold, part), tta=tta, batch_size=run.config["train"]["batch_size"] * 4)
+
+    def labels(self, fold: int, part: str = "test") -> np.ndarray:
+        return self.arrays.labels[getattr(self.splits[fold], part)]
+
+    def evaluate(self, probs: np.ndarray, fold: int, part: str = "test", class_groups=None) -> dict:
+        return M.evaluate(self.labels(fold, part), probs, train_counts=self.train_counts(fold),
+                          class_groups=class_groups, num_classes=self.arrays.num_classes)
+
+    def statistics(self) -> pd.DataFrame:
+        """Dataset statistics as the papers' Table 1: classes, image size, smallest/largest class, ratio."""
+        counts = self.arrays.class_counts()
+        h, w = self.arrays.images.shape[1:3]
+        src = self.arrays.meta.get("source_size")
+        return pd.DataFrame([{
+            "dataset": self.arrays.name, "classes": self.arrays.num_classes,
+            "image_size": f"{src[0]}*{src[1]}" if src else f"{w}*{h}", "loaded_size": f"{w}*{h}",
+            "smallest": int(counts.min()), "largest": int(counts.max()),
+            "imbalance": round(float(counts.max() / counts.min()), 1), "images": int(counts.sum()),
+        }])

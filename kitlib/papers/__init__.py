@@ -1,0 +1,1 @@
+"""Paper-specific tables and figures, one module per notebook; the generic logic lives in kitlib."""
