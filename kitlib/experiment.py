@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import torch
+from torch.utils.data import DataLoader
 
 from kitlib import metrics as M
 from kitlib.data import TorchImageSet, build_transform
@@ -79,23 +81,33 @@ class Experiment:
 
     augment: build_transform options for training (flip, rotation, color_jitter, crop); test images are
         only resized (and centre-cropped when `crop` is set), as the papers do.
+    model: extra ModelSpec fields for every run (e.g. {"width": 16} for tiny_cnn).
+    with_masks: batches carry lesion masks (methods that use them, e.g. CARE); off saves loading time.
+    small_input: the small-image stem; default on for images of 64 px or less.
     train: TrainConfig fields shared by every run of the experiment (per-call overrides in `train()`).
     """
 
     def __init__(self, arrays: ImageArrays, protocol: str = "kfold", folds: int = 5, seed: int = 0,
                  val_frac: float = 0.1, ratios=(0.75, 0.05, 0.2), image_size: int | None = None,
                  augment: dict | None = None, train: dict | None = None, device: str = "auto",
-                 run_root=None, progress: bool = True, pretrained: bool = False, small_input: bool | None = None):
+                 run_root=None, progress: bool = True, pretrained: bool = False, small_input: bool | None = None,
+                 model: dict | None = None, with_masks: bool = False):
         self.arrays = arrays
         self.splits = make_splits(arrays, protocol, folds, seed, val_frac, ratios)
         self.size = image_size or arrays.images.shape[1]
         self.augment = {"flip": True, **(augment or {})}
         self.train_defaults = {"seed": seed, **(train or {}), "device": device}
         self.run_root, self.progress, self.pretrained = run_root, progress, pretrained
+        self.model_kwargs = dict(model or {})
         self.small_input = self.size <= 64 if small_input is None else small_input
         crop = self.augment.get("crop")
-        self.t_train = build_transform(train=True, size=self.size, **self.augment)
-        self.t_test = build_transform(train=False, size=self.size, crop=crop)
+        h, w = arrays.images.shape[1:3]
+        src = h if h == w else None
+        self.t_train = build_transform(train=True, size=self.size, source_size=src, **self.augment)
+        self.t_test = build_transform(train=False, size=self.size, crop=crop, source_size=src)
+        self.with_masks = with_masks
+        self._images: dict = {}
+        self.max_cached_bytes = 2 * 1024**3
 
     @property
     def class_names(self) -> list[str]:
@@ -105,7 +117,20 @@ class Experiment:
         """The TorchImageSet of one split part ("train", "val", "test")."""
         idx = getattr(self.splits[fold], part)
         aug = part == "train" if train_transform is None else train_transform
-        return TorchImageSet(self.arrays, self.t_train if aug else self.t_test, indices=idx)
+        return TorchImageSet(self.arrays, self.t_train if aug else self.t_test, indices=idx, with_masks=self.with_masks)
+
+    def images(self, fold: int, part: str = "test"):
+        """Test-time (deterministic) images of a split part as one (N, 3, H, W) tensor, built once and kept,
+        so repeated evaluations (sweeps, ablations) do not re-run the transforms; the Dataset itself when the
+        tensor would exceed `max_cached_bytes`."""
+        key = (fold, part)
+        if key not in self._images:
+            ds = self.dataset(fold, part, train_transform=False)
+            c, h, w = ds[0]["image"].shape
+            if len(ds) * c * h * w * 4 > self.max_cached_bytes:
+                return ds
+            self._images[key] = torch.cat([b["image"] for b in DataLoader(ds, batch_size=256)])
+        return self._images[key]
 
     def train_counts(self, fold: int) -> np.ndarray:
         return np.bincount(self.arrays.labels[self.splits[fold].train], minlength=self.arrays.num_classes)
@@ -114,8 +139,10 @@ class Experiment:
         return TrainConfig(**{**self.train_defaults, **train_overrides})
 
     def spec(self, backbone: str, **kw) -> ModelSpec:
-        return ModelSpec(backbone, self.arrays.num_classes, pretrained=kw.pop("pretrained", self.pretrained),
-                         small_input=kw.pop("small_input", self.small_input), **kw)
+        kw = {"pretrained": self.pretrained, "small_input": self.small_input, **self.model_kwargs, **kw}
+        if backbone != "tiny_cnn":
+            kw.pop("width", None)
+        return ModelSpec(backbone, self.arrays.num_classes, **kw)
 
     def train(self, fold: int, backbone: str, method: str, method_params: dict | None = None,
               seed: int | None = None, **train_overrides) -> TrainedRun:
@@ -138,7 +165,7 @@ class Experiment:
                    progress=self.progress)
 
     def predict(self, run: TrainedRun, fold: int, part: str = "test", tta: str = "none") -> np.ndarray:
-        return predict(run.model, self.dataset(fold, part), tta=tta, batch_size=run.config["train"]["batch_size"] * 4)
+        return predict(run.model, self.images(fold, part), tta=tta, batch_size=256)
 
     def labels(self, fold: int, part: str = "test") -> np.ndarray:
         return self.arrays.labels[getattr(self.splits[fold], part)]
@@ -151,10 +178,8 @@ class Experiment:
         """Dataset statistics as the papers' Table 1: classes, image size, smallest/largest class, ratio."""
         counts = self.arrays.class_counts()
         h, w = self.arrays.images.shape[1:3]
-        src = self.arrays.meta.get("source_size")
         return pd.DataFrame([{
-            "dataset": self.arrays.name, "classes": self.arrays.num_classes,
-            "image_size": f"{src[0]}*{src[1]}" if src else f"{w}*{h}", "loaded_size": f"{w}*{h}",
+            "dataset": self.arrays.name, "classes": self.arrays.num_classes, "loaded_size": f"{w}*{h}",
             "smallest": int(counts.min()), "largest": int(counts.max()),
             "imbalance": round(float(counts.max() / counts.min()), 1), "images": int(counts.sum()),
         }])

@@ -9,8 +9,53 @@ import copy
 
 PROFILE_NAMES = ("smoke", "laptop", "paper")
 
-# paper key -> profile -> {notebook parameter: value}; filled by each notebook's issue.
-PROFILES: dict[str, dict[str, dict]] = {}
+# paper key -> profile -> {notebook parameter: value}. The smoke values equal the notebook's own defaults.
+PROFILES: dict[str, dict[str, dict]] = {
+    "perturbed_input": {
+        # synthetic set, tiny CNN, 2 folds, few epochs: every table and figure in about 2 minutes on 2 CPU cores
+        "smoke": {},
+        # Skin7 for real (HAM10000 copy in ../shared/data) at reduced size on a CPU, 5 folds
+        "laptop": {
+            "datasets": ["skin7"],
+            "dataset_options": {"skin7": {"size": 32}},
+            "image_size": {"skin7": 32},
+            "crop": {},
+            "protocol": {"skin7": "kfold"},
+            "backbones": ["tiny_cnn"],
+            "eps_backbones": ["tiny_cnn"],
+            "methods": ["ce", "rs", "rw", "ldam_drw"],
+            "folds": 5,
+            "epochs": 12,
+            "batch_size": {"skin7": 64},
+            "lr": {"tiny_cnn": 0.1},
+            "schedule": "cosine",
+            "model_width": 32,
+            "eps_grid": [0, 0.001, 0.003, 0.01, 0.03, 0.1],
+        },
+        # Section 3.1: ImageNet-pretrained ResNet50 / MobileNetV2 / DenseNet169, SGD momentum 0.9, wd 5e-4,
+        # lr 0.01 (MobileNetV2) or 0.001, x0.1 every 50 epochs, 1 warm-up epoch, 200 epochs
+        "paper": {
+            "datasets": ["skin7", "octmnist", "xray6"],
+            "dataset_options": {"skin7": {"size": 300}, "octmnist": {"size": 28}, "xray6": {"size": 224}},
+            "image_size": {"skin7": 300, "octmnist": 32, "xray6": 224},
+            "crop": {"skin7": 224},
+            "protocol": {"skin7": "kfold", "octmnist": "official", "xray6": "kfold"},
+            "backbones": ["resnet50", "mobilenet_v2", "densenet169"],
+            "eps_backbones": ["resnet50", "mobilenet_v2"],
+            "methods": ["ce", "rs", "rw", "focal", "drs", "ldam_drw"],
+            "folds": 5,
+            "epochs": 200,
+            "batch_size": {"skin7": 32, "octmnist": 128, "xray6": 32},
+            "lr": {"resnet50": 0.001, "mobilenet_v2": 0.01, "densenet169": 0.001},
+            "schedule": "step",
+            "step_size": 50,
+            "warmup_epochs": 1,
+            "pretrained": True,
+            "eps_grid": [0, 0.0001, 0.0005, 0.001, 0.002, 0.005],
+            "timing_images": 512,
+        },
+    },
+}
 
 
 def get(paper: str, profile: str) -> dict:

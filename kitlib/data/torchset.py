@@ -13,17 +13,17 @@ class TorchImageSet(Dataset):
     """Rows `indices` of an ImageArrays, transformed on the fly.
 
     Item: dict(image=float (3, H, W), label=int64, index=int (row in `arrays`)), plus, when the arrays
-    have masks, mask=float (1, H, W) transformed with the image and has_lesion=bool. views=2 adds image2
+    have masks and `with_masks`, mask=float (1, H, W) transformed with the image and has_lesion=bool. views=2 adds image2
     (and mask2), a second independent random view of the same sample (supervised contrastive learning).
     """
 
-    def __init__(self, arrays: ImageArrays, transform, views: int = 1, indices=None):
+    def __init__(self, arrays: ImageArrays, transform, views: int = 1, indices=None, with_masks: bool = True):
         self.arrays = arrays
         self.transform = transform
         self.views = views
         self.indices = np.arange(len(arrays), dtype=np.int64) if indices is None else np.asarray(indices, np.int64)
         self._images = torch.from_numpy(arrays.images)  # shares memory with the numpy array
-        self._masks = None if arrays.masks is None else torch.from_numpy(arrays.masks)
+        self._masks = None if arrays.masks is None or not with_masks else torch.from_numpy(arrays.masks)
 
     def __len__(self) -> int:
         return len(self.indices)

@@ -10,17 +10,19 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def build_transform(train: bool, size: int, crop: int | None = None, flip: bool = True, rotation: float = 0.0,
-                    color_jitter: float = 0.0, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> v2.Compose:
+                    color_jitter: float = 0.0, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                    source_size: int | None = None) -> v2.Compose:
     """uint8 (3, H, W) tv_tensors.Image [+ tv_tensors.Mask] -> normalised float image [+ mask].
 
     Resize to `size` x `size`; when training: random rotation (degrees, +-rotation), random crop to `crop`,
     horizontal flip (p = 0.5), colour jitter (brightness/contrast/saturation = color_jitter, hue = half of it,
     at most 0.5); at test time a centre crop to `crop` only. Masks get the same geometric ops (nearest
-    neighbour) and are neither jittered nor normalised.
+    neighbour) and are neither jittered nor normalised. source_size: the side of the (square) input images
+    when known; the resize is left out when it equals `size`.
     """
     if size < 1 or (crop is not None and crop > size):
         raise ValueError(f"need 1 <= crop <= size, got size={size}, crop={crop}")
-    ops = [v2.Resize((size, size), antialias=True)]
+    ops = [] if source_size == size else [v2.Resize((size, size), antialias=True)]
     if train:
         if rotation:
             ops.append(v2.RandomRotation(rotation))
