@@ -136,7 +136,8 @@ def per_class_f1(y_true, y_pred, num_classes: int) -> np.ndarray:
 def auc_ovr(y_true, probs) -> float:
     """Macro one-vs-rest ROC AUC, robust to classes missing from ``y_true``.
 
-    ``roc_auc_score(multi_class="ovr")`` fails when a class has no test sample. As in the
+    ``roc_auc_score(multi_class="ovr", labels=range(C))`` is undefined when a class has no test
+    sample (an error or NaN, depending on the scikit-learn version). As in the
     Balanced-MixUp code, the probabilities are restricted to the K classes present in ``y_true``
     and renormalised over them (rows whose mass on those classes is 0 become uniform), then the
     macro OvR AUC over those K classes is returned (binary AUC when K == 2). NaN if K < 2.

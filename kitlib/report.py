@@ -15,7 +15,6 @@ import math
 import os
 import platform as _platform
 import subprocess
-import sys
 import tempfile
 from importlib import metadata
 from pathlib import Path
@@ -214,7 +213,8 @@ def load_reference(
     The file has the columns ``table,row,column,value,spread`` (``value`` in the paper's units,
     e.g. percent; ``spread`` the std printed in brackets, or empty). ``table``, ``row`` and
     ``column`` are kept as strings exactly as written; ``value`` / ``spread`` become floats
-    (empty spread -> NaN). ``table`` selects one table. ``directory`` overrides
+    (empty spread -> NaN); further columns (e.g. ``note``) are kept as strings after these.
+    ``table`` selects one table. ``directory`` overrides
     :func:`reference_dir`. A missing or malformed file is an error naming it.
     """
     folder = reference_dir() if directory is None else Path(directory)
@@ -236,7 +236,8 @@ def load_reference(
             f"reference table {path} lacks columns {missing}; "
             f"expected header {','.join(REFERENCE_COLUMNS)} (found {list(df.columns)})"
         )
-    df = df[list(REFERENCE_COLUMNS)].copy()
+    extra = [c for c in df.columns if c not in REFERENCE_COLUMNS]  # e.g. a free-text note
+    df = df[list(REFERENCE_COLUMNS) + extra].copy()
     for col in ("table", "row", "column"):
         df[col] = df[col].str.strip()
     for col in ("value", "spread"):
