@@ -31,6 +31,8 @@ PROFILES: dict[str, dict[str, dict]] = {
             "schedule": "cosine",
             "model_width": 32,
             "eps_grid": [0, 0.001, 0.003, 0.01, 0.03, 0.1],
+            "T_grid": [1, 10, 100, 1000, 10000],
+            "ablation_methods": ["ce", "rs", "rw", "ldam_drw"],
         },
         # Section 3.1: ImageNet-pretrained ResNet50 / MobileNetV2 / DenseNet169, SGD momentum 0.9, wd 5e-4,
         # lr 0.01 (MobileNetV2) or 0.001, x0.1 every 50 epochs, 1 warm-up epoch, 200 epochs
@@ -52,6 +54,8 @@ PROFILES: dict[str, dict[str, dict]] = {
             "warmup_epochs": 1,
             "pretrained": True,
             "eps_grid": [0, 0.0001, 0.0005, 0.001, 0.002, 0.005],
+            "T_grid": [1, 10, 100, 1000, 10000],
+            "ablation_methods": ["ce", "rs", "rw", "focal", "drs", "ldam_drw"],
             "timing_images": 512,
         },
     },
