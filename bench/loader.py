@@ -31,8 +31,7 @@ def main():
     device = resolve_device(a.device)
     cuda = device.type == "cuda"
     arr = make_synthetic(n=a.n, size=a.size, seed=0)
-    ds = TorchImageSet(arr, build_transform(train=True, size=a.size, rotation=10, color_jitter=0.1,
-                                            source_size=a.size), with_masks=False)
+    ds = TorchImageSet(arr, build_transform(train=True, size=a.size, rotation=10, color_jitter=0.1), with_masks=False)
     loader = make_loader(ds, a.batch, sampler=build_sampler("class", ds.labels, seed=0), num_workers=a.workers)
 
     batches = []

@@ -33,7 +33,7 @@ def main():
     a = ap.parse_args()
     device = resolve_device(a.device)
     arr = make_synthetic(n=a.n, size=a.size, seed=0)
-    ds = TorchImageSet(arr, build_transform(train=True, size=a.size, source_size=a.size), with_masks=False)
+    ds = TorchImageSet(arr, build_transform(train=True, size=a.size), with_masks=False)
     spec = ModelSpec(a.model, arr.num_classes, small_input=a.size <= 64)
     cfg = TrainConfig(epochs=a.epochs, batch_size=a.batch, lr=0.01, schedule="constant", select_metric=None,
                       device=str(device), num_workers=a.workers)

@@ -101,10 +101,8 @@ class Experiment:
         self.model_kwargs = dict(model or {})
         self.small_input = self.size <= 64 if small_input is None else small_input
         crop = self.augment.get("crop")
-        h, w = arrays.images.shape[1:3]
-        src = h if h == w else None
-        self.t_train = build_transform(train=True, size=self.size, source_size=src, **self.augment)
-        self.t_test = build_transform(train=False, size=self.size, crop=crop, source_size=src)
+        self.t_train = build_transform(train=True, size=self.size, **self.augment)
+        self.t_test = build_transform(train=False, size=self.size, crop=crop)
         self.with_masks = with_masks
         self._images: dict = {}
         self.max_cached_bytes = 2 * 1024**3

@@ -9,10 +9,17 @@ task is learnable but not trivial. Illumination and skin tone vary independently
 
 Everything is drawn from one `numpy.random.Generator(seed)`; the class prototypes come from a
 fixed generator so that every seed describes the same task.
+
+The default `overlap=0.8` was tuned so that plain cross-entropy is visibly biased towards the large
+classes: with the defaults (3000 images, 7 classes, ratio 50, 32 px), a stratified 80/20 split and the kit's
+tiny_cnn (width 28, about 110k parameters; SGD lr 0.1, momentum 0.9, cosine, 12 epochs, batch 64, flips),
+CE reached MCR 0.77 with SCR 0.00 (seeds 0 and 1), inverse-frequency re-weighting SCR 0.67 / 0.17 and
+class-balanced resampling SCR 0.67 / 0.50 (MCR 0.76-0.86).
 """
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import expit
 
 from .core import ImageArrays
 
@@ -26,7 +33,8 @@ _MAX_BLOBS = 3
 def class_profile(n: int, num_classes: int, ratio: float) -> np.ndarray:
     """Samples per class for an exponential profile n_c = n_max * ratio**(-c/(K-1)), summing to about n.
 
-    Class 0 is the largest; every class gets at least one sample. Returns int64 (K,).
+    Class 0 is the largest and absorbs the rounding, so the counts sum to exactly n (when n is at least the
+    sum of the rounded minority counts); every class gets at least one sample. Returns int64 (K,).
     """
     if num_classes < 2:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
@@ -34,6 +42,7 @@ def class_profile(n: int, num_classes: int, ratio: float) -> np.ndarray:
         raise ValueError(f"ratio (largest/smallest class) must be >= 1, got {ratio}")
     rel = float(ratio) ** (-np.arange(num_classes) / (num_classes - 1))
     counts = np.maximum(1, np.round(n * rel / rel.sum())).astype(np.int64)
+    counts[0] = max(counts[0] + n - counts.sum(), counts[1])
     return counts
 
 
@@ -55,12 +64,12 @@ def make_synthetic(
     size: int = 32,
     seed: int = 0,
     *,
-    overlap: float = 0.9,
+    overlap: float = 0.8,
     distractors: bool = True,
 ) -> ImageArrays:
     """A synthetic imbalanced lesion image set, deterministic from `seed`.
 
-    n: total number of images (about; per-class counts are rounded, see `class_profile`).
+    n: total number of images (per-class counts from `class_profile`).
     num_classes: K; class 0 is the largest, class K-1 the smallest (n_0 / n_{K-1} ~= ratio).
     ratio: imbalance ratio rho = n_max / n_min.
     size: image side in pixels (square images).
@@ -71,15 +80,15 @@ def make_synthetic(
     Returns ImageArrays with images uint8 (N,size,size,3), labels int64 (N,), masks uint8
     (N,size,size) {0,1}, boxes float32 (N,4) = (x0, y0, x1, y1) in pixels with x1/y1 exclusive
     (mask pixel (y, x) satisfies x0 <= x < x1, y0 <= y < y1), has_lesion all True; the order of
-    samples is shuffled. meta records every generator parameter and the per-image factors.
+    samples is shuffled. meta records every generator parameter, the class counts and the class prototypes.
     """
     if size < 8:
         raise ValueError(f"size must be >= 8 pixels, got {size}")
     if overlap < 0:
         raise ValueError(f"overlap must be >= 0, got {overlap}")
-    counts = class_profile(n, num_classes, ratio)
     if n < num_classes:
         raise ValueError(f"n={n} is smaller than num_classes={num_classes}; ask for at least one image per class")
+    counts = class_profile(n, num_classes, ratio)
     rng = np.random.default_rng(seed)
     labels = rng.permutation(np.repeat(np.arange(num_classes, dtype=np.int64), counts))
     total = len(labels)
@@ -87,8 +96,8 @@ def make_synthetic(
     protos = class_prototypes(num_classes)
     spacing = 2.0 / (num_classes - 1)
     factors = protos[labels] + overlap * spacing * rng.standard_normal((total, len(FACTORS)))
-    factors = np.clip(factors, -1.5, 1.5)
-    p = _draw_nuisance(rng, total, distractors)
+    factors = np.clip(factors, -1.5, 1.5).astype(np.float32)
+    p = {k: v.astype(np.float32) for k, v in _draw_nuisance(rng, total, distractors).items()}
 
     images = np.empty((total, size, size, 3), np.uint8)
     masks = np.empty((total, size, size), np.uint8)
@@ -136,7 +145,7 @@ def _draw_nuisance(rng: np.random.Generator, n: int, distractors: bool) -> dict[
         p["blob_on"] = np.zeros((n, _MAX_BLOBS), bool)
     p.update(
         hair_xy=u(-1, 1, (n, _MAX_HAIRS, 2)), hair_ang=u(0, np.pi, (n, _MAX_HAIRS)),
-        hair_bend=u(-0.3, 0.3, (n, _MAX_HAIRS)), hair_w=u(0.03, 0.07, (n, _MAX_HAIRS)),
+        hair_bend=u(-0.12, 0.12, (n, _MAX_HAIRS)), hair_w=u(0.03, 0.07, (n, _MAX_HAIRS)),
         hair_tone=u(0.1, 0.35, (n, _MAX_HAIRS)),
         blob_xy=u(-0.9, 0.9, (n, _MAX_BLOBS, 2)), blob_r=u(0.04, 0.09, (n, _MAX_BLOBS)),
         blob_tone=u(0.3, 0.6, (n, _MAX_BLOBS)),
@@ -145,7 +154,7 @@ def _draw_nuisance(rng: np.random.Generator, n: int, distractors: bool) -> dict[
 
 
 def _sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x))
+    return expit(x)
 
 
 def _render(rng: np.random.Generator, f: np.ndarray, p: dict, size: int):
