@@ -13,13 +13,12 @@ The gradient step alone is timed too, so the ratio splits into 1 (the final forw
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from kitlib.infer import time_calls
 from kitlib.models import create_model
 from kitlib.perturb import predict_perturbed, signed_gradient, target_distribution
 
@@ -44,22 +43,6 @@ def gradient_only(model, x, batch, device, counts):
     target = target_distribution(counts)
     for i in range(0, len(x), batch):
         signed_gradient(model, x[i:i + batch].to(device, non_blocking=True), target)
-
-
-def timed(fns: dict, repeats: int, device: torch.device) -> dict:
-    """Median wall seconds of each fn over `repeats` rounds; the paths alternate within a round so that
-    a change in machine load affects them alike (CUDA is synchronised around each call)."""
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def main(argv=None) -> dict:
@@ -94,7 +77,7 @@ def main(argv=None) -> dict:
     plain_predict(model, warm_x, args.batch, device)  # warm-up (allocator, cuDNN autotune, oneDNN kernels)
     perturbed_predict(model, warm_x, args.batch, device, counts, args.eps)
     grad = lambda: gradient_only(model, x, args.batch, device, counts)  # noqa: E731
-    t = timed({"plain": plain, "perturbed": pert, "gradient": grad}, args.repeats, device)
+    t = time_calls({"plain": plain, "perturbed": pert, "gradient": grad}, args.repeats, device)
     t_plain, t_pert, t_grad = t["plain"], t["perturbed"], t["gradient"]
 
     if device.type == "cuda":

@@ -1,22 +1,19 @@
 """Images/s of kitlib's training engine against a bare hand-written PyTorch loop, same model, batch and data.
 
-    python bench/train_step.py [--model resnet18] [--size 32] [--batch 64] [--n 2048] [--epochs 2]
+    python bench/train_step.py [--model resnet18] [--size 32] [--batch 64] [--n 768] [--epochs 1]
 
 Both sides train the same ModelSpec from the same seed on the same TorchImageSet with the same SGD settings;
 the kit side is `kitlib.train.fit` (sampler, schedule, AMP on CUDA, per-epoch checkpoint, no validation).
 Prints both rates and the kit/bare time ratio (goal: at most 1.05). Rounds alternate; the median is reported.
 """
 import argparse
-import statistics
 import tempfile
-import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from kitlib.data import TorchImageSet, build_transform, make_synthetic
-from kitlib.infer import resolve_device
+from kitlib.infer import resolve_device, time_calls
 from kitlib.train import ModelSpec, TrainConfig, fit
 
 
@@ -25,8 +22,8 @@ def main():
     ap.add_argument("--model", default="resnet18")
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--n", type=int, default=2048)
-    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--n", type=int, default=768)
+    ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--device", default="auto")
@@ -64,21 +61,9 @@ def main():
                 loss.backward()
                 opt.step()
 
-    def timed(fn):
-        if cuda:
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if cuda:
-            torch.cuda.synchronize()
-        return time.perf_counter() - t0
-
     bare()  # warm-up (allocator, cudnn autotune, page cache)
-    kt, bt = [], []
-    for _ in range(a.rounds):
-        kt.append(timed(kit))
-        bt.append(timed(bare))
-    k, b = statistics.median(kt), statistics.median(bt)
+    t = time_calls({"kit": kit, "bare": bare}, a.rounds, device)
+    k, b = t["kit"], t["bare"]
     imgs = a.epochs * len(ds)
     print(f"device={device} model={a.model} size={a.size} batch={a.batch} images/run={imgs} rounds={a.rounds}")
     print(f"kit  : {imgs / k:9.1f} images/s  ({k:.2f} s)")

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import contextlib
+import statistics
+import time
 
 import numpy as np
 import torch
@@ -70,3 +72,21 @@ def predict(model: nn.Module, data, tta: str = "none", batch_size: int = 256, de
                 p = 0.5 * (p + model(x.flip(-1)).float().softmax(1))
         out.append(p.cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+
+
+def time_calls(fns: dict, repeats: int = 3, device=None) -> dict:
+    """Median wall seconds of each zero-argument callable over `repeats` rounds. The callables alternate within
+    a round so that a change in machine load affects them alike; CUDA is synchronised around each call.
+    Warm up before calling this (allocator, cuDNN autotune)."""
+    cuda = device is not None and torch.device(device).type == "cuda"
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            if cuda:
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            fn()
+            if cuda:
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}

@@ -159,7 +159,6 @@ def _sigmoid(x):
 
 def _render(rng: np.random.Generator, f: np.ndarray, p: dict, size: int):
     """Draw a chunk of m images. f: (m, 7) factors in [-1.5, 1.5]. Returns uint8 (m,H,W,3), (m,H,W)."""
-    m = len(f)
     # pixel centres in [-1, 1] (image half-width units), shape (1, H, W)
     g = ((np.arange(size, dtype=np.float32) + 0.5) / size * 2 - 1).astype(np.float32)
     X, Y = g[None, None, :], g[None, :, None]

@@ -5,8 +5,6 @@ training goes through the run cache, so re-rendering never retrains.
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pandas as pd
 import torch
@@ -14,7 +12,7 @@ import torch
 from kitlib import metrics as M
 from kitlib import report
 from kitlib.experiment import Experiment
-from kitlib.infer import predict, resolve_device
+from kitlib.infer import predict, resolve_device, time_calls
 from kitlib.perturb import choose_eps, predict_perturbed, predict_perturbed_grid
 
 PAPER = "perturbed_input"
@@ -189,22 +187,13 @@ def inference_time(exp: Experiment, backbone: str, method: str, eps: float, T: f
     device = resolve_device("auto")
     counts = exp.train_counts(0)
 
-    def timed(fn):
+    fns = {"plain": lambda: predict(run.model, x, batch_size=batch_size, device=device),
+           "perturbed": lambda: predict_perturbed(run.model, x, counts, eps, T=T, batch_size=batch_size,
+                                                  device=device, progress=False)}
+    for fn in fns.values():
         fn()  # warm-up
-        out = []
-        for _ in range(repeats):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            out.append((time.perf_counter() - t0) / len(x))
-        return float(np.median(out))
-
-    plain = timed(lambda: predict(run.model, x, batch_size=batch_size, device=device))
-    pert = timed(lambda: predict_perturbed(run.model, x, counts, eps, T=T, batch_size=batch_size, device=device,
-                                           progress=False))
+    t = time_calls(fns, repeats, device)
+    plain, pert = t["plain"] / len(x), t["perturbed"] / len(x)
     return pd.DataFrame([{"backbone": label(BACKBONE_LABELS, backbone), "device": str(device), "batch": batch_size,
                           "plain_s_per_image": plain, "perturbed_s_per_image": pert, "ratio": pert / plain,
                           "paper_ratio": 0.283 / 0.107}])
