@@ -479,9 +479,16 @@ def fit(model: ModelSpec | dict, method: Method | str, train_set, val_set=None, 
         _atomic_torch_save({"model": best["state"], "extras": best["extras"], "history": history,
                             "best_epoch": best["epoch"], "best_score": best["score"], "config": config}, final)
         last.unlink(missing_ok=True)
-    if world > 1:
+    if world > 1:  # every rank returns rank 0's selection
         dist.barrier()
-    return _load_run(final, spec, config, key, run_dir, counts, method, device)
+        return _load_run(final, spec, config, key, run_dir, counts, method, device)
+    net.load_state_dict(best["state"])
+    for m, s in zip(extras, best["extras"]):
+        m.load_state_dict(s)
+        m.eval()
+    return TrainedRun(model=net.eval(), spec=spec, method=config["method"], config=config, key=key, run_dir=run_dir,
+                      history=pd.DataFrame(history), best_epoch=best["epoch"], best_score=best["score"],
+                      class_counts=counts, extras=extras)
 
 
 def _cpu_state(m: nn.Module) -> dict:
