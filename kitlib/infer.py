@@ -31,22 +31,37 @@ def autocast(device: torch.device, enabled: bool = True):
 def batch_images(batch) -> torch.Tensor:
     """The image tensor of a batch given as a dict (key "image"), a (x, y) tuple or a tensor."""
     if isinstance(batch, dict):
+        if "image" not in batch:
+            raise ValueError(f"a batch dict has no 'image' key (keys: {sorted(batch)}); "
+                             f"use kitlib.data.TorchImageSet or yield (x, y) tuples")
         return batch["image"]
     if isinstance(batch, (tuple, list)):
         return batch[0]
-    return batch
+    if isinstance(batch, torch.Tensor):
+        return batch
+    raise TypeError(f"cannot read a batch of type {type(batch).__name__}; yield dicts with 'image', "
+                    f"(x, y) tuples or tensors")
+
+
+def batch_labels(batch):
+    """The labels of a batch (dict key "label" or the second tuple item), or None when it has none."""
+    if isinstance(batch, dict):
+        return batch.get("label")
+    if isinstance(batch, (tuple, list)) and len(batch) > 1:
+        return batch[1]
+    return None
 
 
 def iter_batches(data, batch_size: int = 256, num_workers: int = 0):
-    """Batches of a Dataset (in order), a DataLoader, or an (N, 3, H, W) tensor."""
-    if isinstance(data, DataLoader):
-        return data
+    """Batches of a Dataset (in order), an (N, 3, H, W) tensor, or any iterable of batches (a DataLoader)."""
     if isinstance(data, torch.Tensor):
         return data.split(batch_size)
-    if isinstance(data, Dataset):
+    if isinstance(data, Dataset) and not isinstance(data, torch.utils.data.IterableDataset):
         return DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                           pin_memory=torch.cuda.is_available())
-    raise TypeError(f"predict() takes a Dataset, DataLoader or tensor, got {type(data).__name__}")
+    if hasattr(data, "__iter__"):
+        return data
+    raise TypeError(f"expected a Dataset, DataLoader, iterable of batches or tensor, got {type(data).__name__}")
 
 
 @torch.no_grad()

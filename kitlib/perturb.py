@@ -26,6 +26,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from kitlib.infer import batch_images, batch_labels, iter_batches
+from kitlib.metrics import evaluate
+
 MEASURES = ("ce", "mse", "focal")
 SPACES = ("normalized", "pixel")
 
@@ -190,25 +193,8 @@ def perturb_inputs(model: nn.Module, x: torch.Tensor, class_counts, eps: float, 
 
 def _batches(data, batch_size: int) -> Iterable:
     """Yield (x, y_or_None) from a tensor, a Dataset, or an iterable of dict / (x, y) / tensor batches."""
-    if isinstance(data, torch.Tensor):
-        for i in range(0, len(data), batch_size):
-            yield data[i:i + batch_size], None
-        return
-    if isinstance(data, torch.utils.data.Dataset) and not isinstance(data, torch.utils.data.IterableDataset):
-        data = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
-    for batch in data:
-        if isinstance(batch, dict):
-            if "image" not in batch:
-                raise ValueError(f"a batch dict has no 'image' key (keys: {sorted(batch)}); "
-                                 f"use kitlib.data.TorchImageSet or yield (x, y) tuples")
-            yield batch["image"], batch.get("label")
-        elif isinstance(batch, (tuple, list)):
-            yield batch[0], (batch[1] if len(batch) > 1 else None)
-        elif isinstance(batch, torch.Tensor):
-            yield batch, None
-        else:
-            raise TypeError(f"cannot read a batch of type {type(batch).__name__}; yield dicts with 'image', "
-                            f"(x, y) tuples or tensors")
+    for batch in iter_batches(data, batch_size):
+        yield batch_images(batch), batch_labels(batch)
 
 
 def _n_batches(data, batch_size: int):
@@ -289,21 +275,6 @@ def predict_perturbed_grid(model: nn.Module, data, class_counts, eps_grid: Seque
     return probs
 
 
-def _scorer(metric: str, class_counts):
-    """A function (y, probs) -> dict of numbers containing `metric`: kitlib.metrics when present."""
-    try:
-        from kitlib.metrics import evaluate
-    except ImportError:
-        evaluate = None
-    if evaluate is not None:
-        return lambda y, p: evaluate(y, p, train_counts=np.asarray(class_counts))
-    if metric != "mcr":
-        raise ValueError(f"metric {metric!r} needs kitlib.metrics, which is not importable; use metric='mcr'")
-    from sklearn.metrics import balanced_accuracy_score
-
-    return lambda y, p: {"mcr": balanced_accuracy_score(y, p.argmax(axis=1))}
-
-
 def choose_eps(model: nn.Module, val_loader, class_counts, eps_grid: Sequence[float], metric: str = "mcr",
                T: float = 1000.0, measure: str = "ce", space: str = "normalized", mean=None, std=None,
                gamma: float = 2.0, device=None, batch_size: int = 64, progress: bool = True):
@@ -311,7 +282,7 @@ def choose_eps(model: nn.Module, val_loader, class_counts, eps_grid: Sequence[fl
 
     val_loader: as in `predict_perturbed` but it must yield labels. eps_grid: eps values >= 0 (include 0 to
     compare with plain inference). metric: a key of kitlib.metrics.evaluate (e.g. "mcr" = mean class recall,
-    "scr" = smallest-class recall); without kitlib.metrics only "mcr" (sklearn's balanced accuracy). Ties go to
+    "scr" = smallest-class recall). Ties go to
     the smaller eps. The sign of the gradient does not depend on eps, so each batch gets one backward pass and
     one forward per grid value.
     Returns (best_eps, DataFrame with column "eps" and one column per metric, rows sorted by eps).
@@ -319,7 +290,7 @@ def choose_eps(model: nn.Module, val_loader, class_counts, eps_grid: Sequence[fl
     grid = sorted({float(e) for e in eps_grid})
     if not grid:
         raise ValueError("eps_grid is empty; give at least one eps value (e.g. [0, 1e-4, 5e-4, 1e-3])")
-    score = _scorer(metric, class_counts)
+    score = lambda y, p: evaluate(y, p, train_counts=np.asarray(class_counts))  # noqa: E731
     probs, y = _run(model, val_loader, class_counts, grid, T, measure, space, mean, std, gamma, device,
                     batch_size, progress, desc="choose eps")
     if y is None:

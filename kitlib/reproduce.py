@@ -140,15 +140,6 @@ def paper_parameters(paper: str, profile: str) -> dict:
 
 
 # ----------------------------------------------------------------------------- provenance
-def resolve_device(device: str | None) -> str:
-    """"auto"/None -> "cuda" when torch sees a GPU, else "cpu"; anything else is returned as given."""
-    if device in (None, "auto"):
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 def package_versions() -> dict[str, str | None]:
     """Installed versions of kitlib and of every runtime dependency it declares (None if absent)."""
     names = ["kitlib"]
@@ -364,7 +355,9 @@ def reproduce(papers: list[str] | None = None, profile: str = "smoke", *, device
                          f"{', '.join(nb.name for _, nb in chosen)}; "
                          f"their parameters: {sorted(set().union(*declared.values()))}")
 
-    device = resolve_device(device)
+    from kitlib.infer import resolve_device
+
+    device = str(resolve_device(device))
     out = Path(out).resolve()
     env = environment()
     if env["kernel_python"] not in (None, sys.executable):
