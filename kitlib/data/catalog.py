@@ -3,7 +3,14 @@
 Data root: ``root=`` if given, else ``$KITLIB_DATA``, else the existing ones of ``<repo>/data`` and
 ``<repo>/../shared/data`` (repo = the folder holding the ``kitlib`` package), searched in that order
 for each dataset's folder. Status strings: ``present``, ``missing`` (the detail says what to download
-and where to put it), ``checksum mismatch`` (the detail names the file, expected and found).
+and where to put it), ``checksum mismatch`` (the detail names the file, expected and found), and in the
+status table ``invalid manifest`` (the detail is the ManifestError naming file and field).
+
+Manifests: the built-in ones ship inside the package (``kitlib/data/manifests``; the repository's
+``data_manifests/`` points there), plus private ones in the folder(s) of ``$KITLIB_MANIFESTS``
+(``os.pathsep``-separated), whose provenance fields are optional (see :mod:`kitlib.data.manifest`).
+
+``load`` also takes the path of your own data instead of a name (see :func:`load_path`).
 """
 from __future__ import annotations
 
@@ -12,18 +19,22 @@ import os
 from pathlib import Path
 
 from .core import ImageArrays
-from .manifest import LOADER_OPTIONS, Layout, Manifest, read_manifest
+from .manifest import LOADER_OPTIONS, Layout, Manifest, ManifestError, read_manifest
 from .sources import (
+    IMAGE_EXTENSIONS,
     LOADERS,
     ChecksumError,
     DatasetError,
     DatasetMissingError,
     file_digest,
+    load_image_folder,
+    load_npz_file,
+    load_path_csv,
 )
 
 REPO = Path(__file__).resolve().parents[2]
-MANIFEST_DIR = REPO / "data_manifests"
-PRESENT, MISSING, MISMATCH = "present", "missing", "checksum mismatch"
+MANIFEST_DIR = Path(__file__).resolve().parent / "manifests"  # package data (shipped in the wheel)
+PRESENT, MISSING, MISMATCH, INVALID = "present", "missing", "checksum mismatch", "invalid manifest"
 _COMMON_KW = ("size", "root", "copy", "ids", "masks", "cache", "progress", "verify", "classes")
 
 
@@ -35,27 +46,47 @@ class UnknownDatasetError(DatasetError, LookupError):
 # manifests
 
 
-def _manifest_dir(manifest_dir=None) -> Path:
-    return Path(manifest_dir) if manifest_dir is not None else MANIFEST_DIR
+def user_manifest_dirs() -> list[Path]:
+    """The private manifest folders of $KITLIB_MANIFESTS (os.pathsep-separated), in order."""
+    return [Path(p).expanduser() for p in os.environ.get("KITLIB_MANIFESTS", "").split(os.pathsep) if p]
+
+
+def _manifest_paths(manifest_dir=None) -> dict[str, tuple[Path, bool]]:
+    """name -> (yaml path, private). manifest_dir given: only that folder (not private)."""
+    if manifest_dir is not None:
+        return {p.stem: (p, False) for p in sorted(Path(manifest_dir).glob("*.yaml"))}
+    out = {p.stem: (p, False) for p in sorted(MANIFEST_DIR.glob("*.yaml"))}
+    for d in user_manifest_dirs():
+        for p in sorted(d.glob("*.yaml")):
+            out.setdefault(p.stem, (p, True))  # a clash with a built-in name is reported by get_manifest
+    return out
 
 
 def dataset_names(manifest_dir=None) -> list[str]:
-    """Names of all manifests (file stems of data_manifests/*.yaml), sorted."""
-    return sorted(p.stem for p in _manifest_dir(manifest_dir).glob("*.yaml"))
+    """Names of all manifests (file stems of the built-in and the $KITLIB_MANIFESTS *.yaml), sorted."""
+    return sorted(_manifest_paths(manifest_dir))
 
 
 def get_manifest(name: str, manifest_dir=None) -> Manifest:
-    """The validated manifest of `name` (ManifestError names file+field; unknown names list the known)."""
-    path = _manifest_dir(manifest_dir) / f"{name}.yaml"
-    if not path.exists():
+    """The validated manifest of `name` (ManifestError names file+field; unknown names list the known).
+
+    A private manifest named like a built-in one is a ManifestError naming both files."""
+    paths = _manifest_paths(manifest_dir)
+    if name not in paths:
         raise UnknownDatasetError(
-            f"unknown dataset {name!r}; known datasets: {', '.join(dataset_names(manifest_dir))}"
+            f"unknown dataset {name!r}; known datasets: {', '.join(sorted(paths))}"
         )
-    return read_manifest(path)
+    path, private = paths[name]
+    if manifest_dir is None and not private:
+        clash = [d / f"{name}.yaml" for d in user_manifest_dirs() if (d / f"{name}.yaml").exists()]
+        if clash:
+            raise ManifestError(f"{clash[0]}: field 'name': {name!r} is a built-in dataset ({path}); "
+                                "rename the file (and its name field)")
+    return read_manifest(path, private=private)
 
 
 def list_datasets(manifest_dir=None) -> list[Manifest]:
-    """Every manifest, validated, sorted by name."""
+    """Every manifest, validated, sorted by name (the first invalid one raises ManifestError)."""
     return [get_manifest(n, manifest_dir) for n in dataset_names(manifest_dir)]
 
 
@@ -88,6 +119,9 @@ def _writable_root(root=None) -> Path:
 
 
 def _find_folder(layout: Layout, root) -> Path | None:
+    if Path(layout.folder).expanduser().is_absolute():  # private manifests may name their folder directly
+        p = Path(layout.folder).expanduser()
+        return p if p.is_dir() else None
     for r in data_roots(root):
         if (r / layout.folder).is_dir():
             return r / layout.folder
@@ -126,6 +160,8 @@ def _md5_plain(path: Path) -> str:
 def _layout_status(layout: Layout, root, verify: bool) -> tuple[str, str, Path | None]:
     folder = _find_folder(layout, root)
     if folder is None:
+        if Path(layout.folder).expanduser().is_absolute():
+            return MISSING, f"no folder {layout.folder}", None
         roots = ", ".join(str(r) for r in data_roots(root)) or "(no data root exists yet)"
         return MISSING, f"no folder '{layout.folder}' under {roots}", None
     missing = [f.path for f in layout.files if f.required and not (folder / f.path).exists()]
@@ -136,7 +172,7 @@ def _layout_status(layout: Layout, root, verify: bool) -> tuple[str, str, Path |
         p = folder / f.path
         if f.checksum and p.exists() and (f.key or verify):
             algo, want = f.checksum
-            got = file_digest(p, algo)
+            got = file_digest(p, algo, memo=not verify)  # --verify always re-hashes
             if got != want:
                 return MISMATCH, f"{p}: {algo} expected {want}, found {got}", folder
     if verify and layout.checksum_list:
@@ -213,8 +249,21 @@ def load(name: str, size: int | None = None, root=None, *, copy: str | None = No
     has them. cache: use the decoded-array cache. classes: override the manifest's class list (e.g. a
     different X-ray9 selection). Other keyword arguments override the manifest's loader options.
     ``load('synthetic', size=..., **kw)`` calls ``kitlib.data.synthetic.make_synthetic(size=..., **kw)``.
+
+    name may also be the path of your own data (a Path, or a string holding '/' or ending in .csv/.npz,
+    or a name that is no manifest but an existing file or folder): see :func:`load_path`. A path that does
+    not exist is a DatasetMissingError naming it; an unknown plain name is an UnknownDatasetError.
     """
-    m = get_manifest(name)
+    if _looks_like_path(name):
+        return load_path(name, size, ids=ids, masks=masks, cache=cache, progress=progress, verify=verify,
+                         classes=classes, **kw)
+    try:
+        m = get_manifest(name)
+    except UnknownDatasetError as e:
+        if Path(name).expanduser().exists():
+            return load_path(name, size, ids=ids, masks=masks, cache=cache, progress=progress, verify=verify,
+                             classes=classes, **kw)
+        raise UnknownDatasetError(f"{e} (nor is {name!r} an existing file or folder)") from None
     if m.kind == "synthetic":
         from .synthetic import make_synthetic  # owned by the synthetic-data module; imported lazily
 
@@ -247,10 +296,61 @@ def load(name: str, size: int | None = None, root=None, *, copy: str | None = No
         extra["num_classes"] = len(class_names) if class_names else m.num_classes
     try:
         arr = loader(folder, name=m.name, class_names=class_names, size=size, ids=ids, masks=masks,
-                     cache=cache, progress=progress, **opts, **extra)
+                     cache=cache, progress=progress, verify=verify, **opts, **extra)
     except DatasetMissingError as e:
         raise DatasetMissingError(f"{e}\nHow to obtain '{m.name}':\n{layout.obtain.strip()}") from None
     arr.meta.update(manifest=m.name, layout=layout.id, layout_folder=str(folder))
+    return arr
+
+
+USER_KINDS = ("folder of class sub-folders", "CSV of path,label rows", "MedMNIST-style .npz")
+
+
+def _looks_like_path(name) -> bool:
+    if isinstance(name, os.PathLike):
+        return True
+    s = str(name)
+    return "/" in s or os.sep in s or s.startswith("~") or Path(s).suffix.lower() in (".csv", ".npz")
+
+
+def load_path(path, size: int | None = None, *, ids=None, masks: bool = True, cache: bool = True,
+              progress: bool = True, verify: bool = False, classes=None, **kw) -> ImageArrays:
+    """Load your own data from a path as :class:`ImageArrays` (name = the folder / file stem).
+
+    - a folder: one sub-folder per class (class = the sub-folder name; images may sit in nested folders
+      below it); every file with a common image suffix (IMAGE_EXTENSIONS, case insensitive) is an
+      image, hidden files and folders are skipped; classes sorted by name.
+    - a ``.csv``: header ``path,label`` (optional ``group``, ``split`` columns), relative paths from
+      the CSV's folder; classes sorted (numerically when all labels are integers).
+    - a ``.npz``: MedMNIST keys ``{train,val,test}_{images,labels}`` (at least one split), class k = label k.
+
+    size: resize to size x size (None: native, all images must share a size). classes: class names in
+    label order (for a folder or CSV: which names, in which order; every label must be one of them).
+    Decoded images are cached like a manifest's (keyed by every source file). A missing path is a
+    DatasetMissingError naming it.
+    """
+    if kw:
+        raise TypeError(f"load({str(path)!r}): unknown option(s) {sorted(kw)} for your own data; accepted: "
+                        "size, ids, masks, cache, progress, verify, classes")
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DatasetMissingError(
+            f"{path}: no such file or folder. load() takes a manifest name (python -m kitlib datasets) or the "
+            f"path of your own data: a {', a '.join(USER_KINDS)}"
+        )
+    name = p.resolve().stem if p.is_file() else p.resolve().name
+    common = dict(name=name, class_names=list(classes) if classes is not None else None, size=size, ids=ids,
+                  cache=cache, progress=progress, verify=verify)
+    if p.is_dir():
+        arr = load_image_folder(p, image_pattern="**/*", label_from="top_dir", extensions=IMAGE_EXTENSIONS,
+                                masks=masks, **common)
+    elif p.suffix.lower() == ".csv":
+        arr = load_path_csv(p, masks=masks, **common)
+    elif p.suffix.lower() == ".npz":
+        arr = load_npz_file(p, **common)
+    else:
+        raise DatasetError(f"{p}: not a folder, .csv or .npz; load() reads your own data as a {', a '.join(USER_KINDS)}")
+    arr.meta.update(source=str(p), user_data=True)
     return arr
 
 
@@ -307,9 +407,16 @@ def fetch(name: str, root=None, sizes=(28,)) -> tuple[str, str]:
 
 def status_rows(root=None, verify: bool = False) -> list[dict]:
     """One dict per dataset: name, title, status, papers, stands_in_for, task, classes, kind,
-    where (folder found, or where to put it and how), detail (as dataset_status)."""
+    where (folder found, or where to put it and how), detail (as dataset_status). A manifest that does not
+    validate gives a row with status 'invalid manifest' and the ManifestError as where/detail."""
     rows = []
-    for m in list_datasets():
+    for n in dataset_names():
+        try:
+            m = get_manifest(n)
+        except ManifestError as e:  # one broken manifest is one error row, the others are still listed
+            rows.append(dict(name=n, title="", status=INVALID, papers="", stands_in_for="", task="-", classes="-",
+                             kind="-", where=f"fix the manifest: {e}", detail=str(e)))
+            continue
         if m.kind == "synthetic":
             st, detail, where = PRESENT, "generated in memory", "(in memory)"
         else:
@@ -328,10 +435,11 @@ def status_rows(root=None, verify: bool = False) -> list[dict]:
     return rows
 
 
-def format_status_table(root=None, verify: bool = False) -> str:
+def format_status_table(root=None, verify: bool = False, rows: list[dict] | None = None) -> str:
     """A plain-text table: dataset, status, papers (or 'for <dataset>' for stand-ins), task, #classes,
-    location or what to do; last line: how many are present and the data roots searched."""
-    rows = status_rows(root, verify)
+    location or what to do; last line: how many are present (and how many manifests are invalid) and the
+    data roots searched. rows: status_rows() already computed (not hashed again)."""
+    rows = status_rows(root, verify) if rows is None else rows
     head = ["dataset", "status", "papers", "task", "C", "location / what to do"]
     body = [[r["name"], r["status"],
              r["papers"] or (f"for {r['stands_in_for']}" if r["stands_in_for"] else "-"),
@@ -344,6 +452,8 @@ def format_status_table(root=None, verify: bool = False) -> str:
     lines = [fmt(head), fmt(["-" * w for w in widths] + ["-" * len(head[-1])])]
     lines += [fmt(b) for b in body]
     n_present = sum(r["status"] == PRESENT for r in rows)
+    n_invalid = sum(r["status"] == INVALID for r in rows)
     roots = ", ".join(str(r) for r in data_roots(root)) or f"(none yet; default {_writable_root(root)})"
-    lines.append(f"{n_present} of {len(rows)} datasets present; data roots searched: {roots}")
+    bad = f"; {n_invalid} invalid manifest(s)" if n_invalid else ""
+    lines.append(f"{n_present} of {len(rows)} datasets present{bad}; data roots searched: {roots}")
     return "\n".join(lines)

@@ -9,6 +9,11 @@ A dataset may exist in more than one physical form (e.g. Skin7 = the original 60
 archive, or a resized 200x150 copy): the top-level ``folder/files/loader/obtain`` describe the
 canonical form, ``copies`` list the alternatives, each with its own checksums.
 
+A *private* manifest (one in the user manifest folder ``$KITLIB_MANIFESTS``, read with
+``private=True``) needs only ``classes``, ``folder`` and ``loader``: every provenance field (name, title,
+task, modality, counts, source, obtain, licence, citation, files, split_protocol, preprocessing, papers)
+is optional and filled with neutral defaults (see :data:`PRIVATE_DEFAULTS`); ``folder`` may be absolute.
+
 Every problem is reported as :class:`ManifestError` naming the file and the field.
 """
 from __future__ import annotations
@@ -67,6 +72,7 @@ LOADER_OPTIONS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "image_pattern": ((_STR,), True),
         "label_from": ((_STR,), False),
         "label": ((_STR,), False),
+        "extensions": ((_LIST,), False),
         "mask_pattern": ((_STR,), False),
         "split_lists": ((_DICT,), False),
     },
@@ -345,18 +351,42 @@ def _loader(c: _Check, where: str, spec: dict) -> dict:
         bad = [s for s in spec["sizes"] if s not in (28, 64, 128, 224)]
         if bad:
             c.fail(f"{where}.sizes", f"MedMNIST sizes are 28, 64, 128, 224; got {bad}")
-    if kind == "image_folder" and spec.get("label_from", "parent_dir") not in ("parent_dir", "constant"):
-        c.fail(f"{where}.label_from", f"must be 'parent_dir' or 'constant', got {spec['label_from']!r}")
+    if kind == "image_folder" and spec.get("label_from", "parent_dir") not in ("parent_dir", "top_dir", "constant"):
+        c.fail(f"{where}.label_from", f"must be 'parent_dir', 'top_dir' or 'constant', got {spec['label_from']!r}")
     if kind == "image_folder" and spec.get("label_from") == "constant" and "label" not in spec:
         c.fail(f"{where}.label", "required when label_from is 'constant'")
     return dict(spec)
 
 
-def validate_manifest(data: Any, path: Path | str) -> Manifest:
-    """Check a parsed YAML document and return a :class:`Manifest` (errors name file and field)."""
+# Provenance defaults of a private manifest ({name} = the file stem).
+PRIVATE_DEFAULTS = {
+    "title": "{name} (private data)",
+    "task": "multiclass",
+    "modality": "unspecified",
+    "counts": [],
+    "source": {"note": "private data"},
+    "obtain": "private data: not downloadable; put the files in the manifest's folder",
+    "licence": "private",
+    "citation": "",
+    "files": [],
+    "files_note": "private data: no published checksums",
+    "split_protocol": [],
+    "preprocessing": [],
+    "papers": [],
+}
+
+
+def validate_manifest(data: Any, path: Path | str, private: bool = False) -> Manifest:
+    """Check a parsed YAML document and return a :class:`Manifest` (errors name file and field).
+
+    private=True: the provenance fields may be left out (see :data:`PRIVATE_DEFAULTS`)."""
     c = _Check(path)
-    c.fields("", data, _TOP)
     stem = Path(path).stem
+    if private and isinstance(data, dict):
+        filled = {"name": stem, **{k: (v.format(name=stem) if isinstance(v, str) else v)
+                                   for k, v in PRIVATE_DEFAULTS.items()}}
+        data = {**filled, **{k: v for k, v in data.items() if v is not None or k == "folder"}}
+    c.fields("", data, _TOP)
     if data["name"] != stem:
         c.fail("name", f"must equal the file name {stem!r}, got {data['name']!r}")
     if data["task"] not in TASKS:
@@ -461,8 +491,8 @@ def validate_manifest(data: Any, path: Path | str) -> Manifest:
     )
 
 
-def read_manifest(path: Path | str) -> Manifest:
-    """Parse and validate one manifest YAML file."""
+def read_manifest(path: Path | str, private: bool = False) -> Manifest:
+    """Parse and validate one manifest YAML file (private: see :func:`validate_manifest`)."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -470,4 +500,4 @@ def read_manifest(path: Path | str) -> Manifest:
         raise ManifestError(f"{path}: manifest file not found") from None
     except yaml.YAMLError as e:
         raise ManifestError(f"{path}: not valid YAML: {e}") from None
-    return validate_manifest(data, path)
+    return validate_manifest(data, path, private=private)

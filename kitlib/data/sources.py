@@ -17,8 +17,15 @@ Kinds (options as in the manifest's ``loader`` block):
 
 Decoding full-size image sets is done once: images are decoded with PIL in a thread pool (JPEG draft
 mode when shrinking), resized to ``size x size`` and cached as an uncompressed ``.npz`` under
-``$KITLIB_CACHE`` (default ``~/.cache/kitlib``) keyed by dataset, size, loader options and the
-checksums of the label files; the cache file is written atomically.
+``$KITLIB_CACHE`` (default ``~/.cache/kitlib``) keyed by dataset, size, loader options, the
+checksums of the label files and a fingerprint of every source image and mask (path, size and mtime of
+each; their content hashes when loading with ``verify=True``), so a replaced image or a deleted mask
+rebuilds the cache. The cache file is written atomically; a corrupt one is deleted and rebuilt with a
+warning naming it.
+
+npz files (MedMNIST and your own) are read without silent conversions: float images are scaled from
+[0, 1] only when that is exact, and NaN, values outside 0-255, non-integer labels, splits of different
+image sizes, object arrays and corrupt archives are errors naming the file and the array.
 """
 from __future__ import annotations
 
@@ -27,6 +34,7 @@ import json
 import os
 import threading
 import warnings
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Sequence
@@ -87,41 +95,79 @@ def _atomic_write_bytes(path: Path, write: Callable) -> None:
 _memo_lock = threading.Lock()
 
 
-def file_digest(path: Path | str, algo: str = "md5") -> str:
-    """Hex digest of a file; memoised in <cache>/digests.json by (path, size, mtime)."""
-    path = Path(path)
-    st = path.stat()
-    key = f"{algo}:{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
-    memo_path = cache_dir() / "digests.json"
-    with _memo_lock:
-        try:
-            memo = json.loads(memo_path.read_text())
-        except (OSError, ValueError):
-            memo = {}
-        if key in memo:
-            return memo[key]
+def _hash_file(path: Path, algo: str = "md5") -> str:
     h = hashlib.new(algo)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
-    digest = h.hexdigest()
+    return h.hexdigest()
+
+
+def file_digest(path: Path | str, algo: str = "md5", memo: bool = True) -> str:
+    """Hex digest of a file; memoised in <cache>/digests.json by (path, size, mtime).
+
+    memo=False always re-hashes the bytes (``verify``) and refreshes the memo.
+    """
+    path = Path(path)
+    st = path.stat()
+    key = f"{algo}:{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+    memo_path = cache_dir() / "digests.json"
+    if memo:
+        with _memo_lock:
+            try:
+                known = json.loads(memo_path.read_text())
+            except (OSError, ValueError):
+                known = {}
+            if isinstance(known, dict) and key in known:
+                return known[key]
+    digest = _hash_file(path, algo)
     with _memo_lock:
         try:
-            memo = json.loads(memo_path.read_text())
+            known = json.loads(memo_path.read_text())
+            known = known if isinstance(known, dict) else {}
         except (OSError, ValueError):
-            memo = {}
-        memo[key] = digest
+            known = {}
+        known[key] = digest
         try:
-            _atomic_write_bytes(memo_path, lambda f: f.write(json.dumps(memo).encode()))
+            _atomic_write_bytes(memo_path, lambda f: f.write(json.dumps(known).encode()))
         except OSError:
             pass  # a read-only cache only costs re-hashing
     return digest
 
 
+def sources_fingerprint(paths: Sequence[Path | str | None], content: bool = False) -> str:
+    """One hash over every source file of a dataset, for cache keys.
+
+    Each path contributes (path, size, mtime) - or (path, md5 of its bytes) when content=True - and an
+    absent file (None or not on disk) contributes 'absent', so replacing, adding or deleting any image or
+    mask changes the fingerprint.
+    """
+    h = hashlib.sha1()
+    for p in paths:
+        if p is None:
+            h.update(b"-\n")
+            continue
+        try:
+            if content:
+                tag = _hash_file(Path(p))
+            else:
+                st = os.stat(p)
+                tag = f"{st.st_size}:{st.st_mtime_ns}"
+        except FileNotFoundError:
+            tag = "absent"
+        h.update(f"{p}\t{tag}\n".encode())
+    return h.hexdigest()
+
+
+class CacheWarning(UserWarning):
+    """A decoded-array cache file was unreadable (it is deleted and rebuilt) or could not be written."""
+
+
 def cached_build(name: str, size, key: dict, build: Callable[[], dict], use_cache: bool = True):
     """Return build()'s dict of arrays, read from / written to the cache under a hash of `key`.
 
-    Returns (arrays, cache_path or None).
+    A cache file that cannot be read (truncated, not a zip, ...) is deleted and rebuilt, with a
+    :class:`CacheWarning` naming it. Returns (arrays, cache_path or None).
     """
     if not use_cache:
         return build(), None
@@ -132,13 +178,15 @@ def cached_build(name: str, size, key: dict, build: Callable[[], dict], use_cach
         try:
             with np.load(path, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}, path
-        except (OSError, ValueError) as e:
-            warnings.warn(f"cache file {path} is unreadable ({e}); rebuilding it", stacklevel=2)
+        except Exception as e:  # BadZipFile, EOFError, zlib.error, ValueError, OSError ...
+            warnings.warn(f"cache file {path} is corrupt ({type(e).__name__}: {e}); deleted it, rebuilding",
+                          CacheWarning, stacklevel=2)
+            path.unlink(missing_ok=True)
     arrays = build()
     try:
         _atomic_write_bytes(path, lambda f: np.savez(f, **arrays))
     except OSError as e:
-        warnings.warn(f"could not write cache {path}: {e}", stacklevel=2)
+        warnings.warn(f"could not write cache {path}: {e}", CacheWarning, stacklevel=2)
         return arrays, None
     return arrays, path
 
@@ -318,7 +366,7 @@ def _check_found(name: str, folder: Path, pattern: str, ids, paths) -> list[Path
         eg = ", ".join(str(folder / pattern.format(id=i)) for i in missing[:3])
         raise DatasetMissingError(
             f"{name}: {len(missing)} of {len(ids)} images not found (e.g. {eg}); "
-            f"check the folder layout the manifest's 'obtain' describes"
+            "check that the files exist (for a manifest: the folder layout its 'obtain' describes)"
         )
     return list(paths)
 
@@ -367,11 +415,16 @@ def _finish(name: str, arrays: dict, class_names, meta: dict) -> ImageArrays:
     )
 
 
+def _mask_paths(folder: Path, mask_pattern: str | None, ids, masks: bool) -> list[Path]:
+    """The mask file of each id (whether or not it exists); [] when masks are not read."""
+    return [folder / mask_pattern.format(id=i) for i in ids] if mask_pattern and masks else []
+
+
 def _decode_with_masks(name, folder, img_paths, ids, size, mask_pattern, masks, progress) -> dict:
     images, _ = decode_images(img_paths, size, desc=f"{name}: images", progress=progress)
     out = {"images": images}
     if mask_pattern and masks:
-        mpaths = [folder / mask_pattern.format(id=i) for i in ids]
+        mpaths = _mask_paths(folder, mask_pattern, ids, masks)
         if not any(p.exists() for p in mpaths):
             raise DatasetMissingError(
                 f"{name}: no mask file matches {folder / mask_pattern} (e.g. {mpaths[0] if mpaths else ''}); "
@@ -402,6 +455,7 @@ def load_medmnist_npz(
     cache: bool = True,
     progress: bool = True,
     expected_md5: dict | None = None,
+    verify: bool = False,
     **_,
 ) -> ImageArrays:
     """Official MedMNIST npz: native sizes 28/64/128/224 (file ``{flag}.npz`` or ``{flag}_{size}.npz``).
@@ -409,7 +463,8 @@ def load_medmnist_npz(
     size=None -> 28. A size that is not available natively is resized (bilinear) from the smallest
     available native file at least that large (else the largest). Grey images become 3 channels;
     labels (N, 1) are squeezed; ``split`` holds 'train'/'val'/'test'.
-    expected_md5: {native size: md5} checked on the file actually read.
+    expected_md5: {native size: md5} checked on the file actually read (re-hashed when verify=True).
+    The arrays are checked as :func:`read_npz` describes.
     """
     if ids is not None:
         raise DatasetError(f"{name}: ids= is not supported for MedMNIST files; use ImageArrays.subset()")
@@ -431,52 +486,214 @@ def load_medmnist_npz(
         src = min(larger) if larger else max(present)
     path = folder / fname(src)
     if expected_md5 and expected_md5.get(src):
-        found = file_digest(path)
+        found = file_digest(path, memo=not verify)
         if found != expected_md5[src]:
             raise ChecksumError(f"{path}: md5 expected {expected_md5[src]}, found {found}; re-download it")
 
     def build():
-        imgs, labels, split = [], [], []
-        with np.load(path, allow_pickle=False) as z:
-            for part in ("train", "val", "test"):
-                for key in (f"{part}_images", f"{part}_labels"):
-                    if key not in z.files:
-                        raise DatasetError(
-                            f"{path}: key {key!r} missing (has {z.files}); not an official MedMNIST file?"
-                        )
-                x, y = z[f"{part}_images"], z[f"{part}_labels"]
-                if x.ndim == 3:
-                    x = np.repeat(x[..., None], 3, axis=-1)
-                elif x.ndim == 4 and x.shape[-1] == 1:
-                    x = np.repeat(x, 3, axis=-1)
-                if x.ndim != 4 or x.shape[-1] != 3:
-                    raise DatasetError(f"{path}: {part}_images has shape {x.shape}, expected (N,H,W[,C]) 2-D images")
-                y = np.asarray(y)
-                if y.ndim == 2 and y.shape[1] != 1:
-                    raise DatasetError(
-                        f"{path}: {part}_labels is multi-label {y.shape}; only single-label sets are supported"
-                    )
-                imgs.append(x.astype(np.uint8))
-                labels.append(y.reshape(-1).astype(np.int64))
-                split.append(np.full(len(y), part))
-        x, y = np.concatenate(imgs), np.concatenate(labels)
-        bad = (y < 0) | (y >= len(class_names))
-        if bad.any():
-            raise LabelError(
-                f"{path}: label {int(y[bad][0])} is outside the {len(class_names)} classes "
-                f"{list(class_names)} of '{name}'"
-            )
-        if x.shape[1] != want:
-            x = _resize_stack(x, want, desc=f"{name}: resize {src}->{want}", progress=progress)
-        return {"images": x, "labels": y, "split": np.concatenate(split)}
+        return _npz_build(path, name, class_names, want, progress)
 
     if src != want:  # resizing ~100k small images is worth caching; reading a native file is not
-        key = {"kind": "medmnist_npz", "file": path.name, "md5": file_digest(path), "size": want}
+        key = {"kind": "medmnist_npz", "file": path.name, "md5": file_digest(path, memo=not verify), "size": want}
         arrays, cpath = cached_build(name, want, key, build, use_cache=cache)
     else:
         arrays, cpath = build(), None
     meta = {"kind": "medmnist_npz", "file": str(path), "native_size": src, "size": want, "cache": cpath}
     return _finish(name, arrays, class_names, meta)
+
+
+NPZ_PARTS = ("train", "val", "test")
+
+
+def _npz_array(z, path: Path, key: str) -> np.ndarray:
+    try:
+        return z[key]
+    except ValueError as e:
+        if "allow_pickle" in str(e):
+            raise DatasetError(
+                f"{path}: array {key!r} holds Python objects (dtype=object), which kitlib does not unpickle; "
+                "save it as a numeric array (uint8 images, integer labels)"
+            ) from None
+        raise DatasetError(f"{path}: array {key!r} cannot be read ({e}); the file is corrupt: re-download or re-save it") from e
+    except Exception as e:  # BadZipFile (bad CRC), EOFError, zlib.error on a truncated member
+        raise DatasetError(
+            f"{path}: array {key!r} cannot be read ({type(e).__name__}: {e}); the file is corrupt: "
+            "re-download or re-save it"
+        ) from e
+
+
+def _first_bad(mask: np.ndarray) -> tuple:
+    return tuple(int(i) for i in np.argwhere(mask)[0])
+
+
+def _as_uint8_images(x: np.ndarray, path: Path, key: str) -> np.ndarray:
+    """(N,H,W) / (N,H,W,1) / (N,H,W,3) -> uint8 (N,H,W,3) without any lossy conversion (else DatasetError)."""
+    where = f"{path}: array {key!r}"
+    if x.dtype.kind not in "uif":
+        raise DatasetError(f"{where} has dtype {x.dtype}; images must be uint8 0-255 (or float exactly k/255)")
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or x.shape[-1] not in (1, 3):
+        raise DatasetError(f"{where} has shape {x.shape}, expected (N,H,W[,C]) 2-D images with 1 or 3 channels")
+    if x.dtype.kind == "f" and x.size:
+        bad = ~np.isfinite(x)
+        if bad.any():
+            raise DatasetError(
+                f"{where} holds {int(bad.sum())} NaN/inf value(s) (first at index {_first_bad(bad)}); "
+                "fix or drop those images"
+            )
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0 or hi > 1:
+            raise DatasetError(
+                f"{where} is float with values in [{lo:g}, {hi:g}]; float images are read only from [0, 1] "
+                "(scaled x255); save the images as uint8 0-255"
+            )
+        scaled = x.astype(np.float64) * 255.0
+        off = np.abs(scaled - np.round(scaled)) > 1e-3
+        if off.any():
+            i = _first_bad(off)
+            raise DatasetError(
+                f"{where} is float in [0, 1] but {int(off.sum())} value(s) are not multiples of 1/255 (e.g. "
+                f"{float(x[i]):.6g} at index {i}), so x255 would round them; convert to uint8 yourself"
+            )
+        x = np.round(scaled).astype(np.uint8)
+    elif x.dtype != np.uint8 and x.size:
+        lo, hi = int(x.min()), int(x.max())
+        if lo < 0 or hi > 255:
+            raise DatasetError(
+                f"{where} ({x.dtype}) has values in [{lo}, {hi}], outside 0-255; kitlib does not guess a "
+                "window: rescale to uint8 yourself"
+            )
+    x = x.astype(np.uint8, copy=False)
+    return np.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else x
+
+
+def _as_int_labels(y: np.ndarray, path: Path, key: str) -> np.ndarray:
+    """(N,) / (N,1) integer (or whole-valued float, or bool) labels -> int64 (N,) (else DatasetError)."""
+    where = f"{path}: array {key!r}"
+    if y.ndim == 2 and y.shape[1] != 1:
+        raise DatasetError(f"{where} is multi-label {y.shape}; only single-label sets are supported")
+    if y.ndim > 2:
+        raise DatasetError(f"{where} has shape {y.shape}, expected (N,) or (N, 1) class indices")
+    y = y.reshape(-1)
+    if y.dtype.kind == "f":
+        bad = ~np.isfinite(y) | (y != np.round(y))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DatasetError(
+                f"{where} holds non-integer label {float(y[i])!r} (index {i}, {int(bad.sum())} such); labels must "
+                "be whole class indices 0..C-1"
+            )
+    elif y.dtype.kind not in "uib":
+        raise DatasetError(f"{where} has dtype {y.dtype}; labels must be integer class indices 0..C-1")
+    y = y.astype(np.int64)
+    if (y < 0).any():
+        i = int(np.flatnonzero(y < 0)[0])
+        raise LabelError(f"{where} holds negative label {int(y[i])} (index {i}); labels must be 0..C-1")
+    return y
+
+
+def read_npz(path: Path | str, require_all: bool = True) -> dict:
+    """Read a MedMNIST-style npz (keys ``{train,val,test}_{images,labels}``) and check it.
+
+    Returns {"images": uint8 (N,H,W,3), "labels": int64 (N,), "split": str (N,)} in train, val, test
+    order. Grey images become 3 channels; float images are scaled x255 only when they lie in [0, 1] and
+    are exact multiples of 1/255. DatasetError naming the file and the array for: a corrupt archive, an
+    object array, NaN/inf, values outside 0-255, non-integer or negative labels, images and labels of
+    different lengths, splits with different image sizes, a missing key (require_all=False: a split may
+    be absent, as long as one is there and each present split has both arrays).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DatasetMissingError(f"{path} not found")
+    if not zipfile.is_zipfile(path):
+        raise DatasetError(
+            f"{path}: not a readable .npz archive (truncated, or not a zip file at all); re-download or re-save it"
+        )
+    try:
+        z = np.load(path, allow_pickle=False)
+    except Exception as e:
+        raise DatasetError(
+            f"{path}: not a readable .npz archive ({type(e).__name__}: {e}); re-download or re-save it"
+        ) from e
+    if not hasattr(z, "files"):
+        raise DatasetError(f"{path}: holds a single array, not an .npz archive with {{train,val,test}}_{{images,labels}}")
+    imgs, labels, split = [], [], []
+    with z:
+        files = list(z.files)
+        parts = NPZ_PARTS if require_all else [p for p in NPZ_PARTS if f"{p}_images" in files or f"{p}_labels" in files]
+        if not parts:
+            raise DatasetError(
+                f"{path}: no train_/val_/test_images arrays (has {files}); save your data as "
+                "np.savez(path, train_images=..., train_labels=..., [val_..., test_...])"
+            )
+        for part in parts:
+            for key in (f"{part}_images", f"{part}_labels"):
+                if key not in files:
+                    raise DatasetError(f"{path}: key {key!r} missing (has {files}); not an official MedMNIST file?")
+            x = _as_uint8_images(_npz_array(z, path, f"{part}_images"), path, f"{part}_images")
+            y = _as_int_labels(_npz_array(z, path, f"{part}_labels"), path, f"{part}_labels")
+            if len(x) != len(y):
+                raise DatasetError(f"{path}: {part}_images holds {len(x)} images but {part}_labels {len(y)} labels")
+            if imgs and x.shape[1:3] != imgs[0].shape[1:3]:
+                raise DatasetError(
+                    f"{path}: array '{part}_images' holds {x.shape[2]}x{x.shape[1]} images but "
+                    f"'{parts[0]}_images' {imgs[0].shape[2]}x{imgs[0].shape[1]}; every split must have one image size"
+                )
+            imgs.append(x)
+            labels.append(y)
+            split.append(np.full(len(y), part))
+    return {"images": np.concatenate(imgs), "labels": np.concatenate(labels), "split": np.concatenate(split)}
+
+
+def _npz_build(path: Path, name: str, class_names, want: int | None, progress: bool, require_all: bool = True) -> dict:
+    out = read_npz(path, require_all=require_all)
+    y = out["labels"]
+    bad = y >= len(class_names) if class_names is not None else np.zeros(len(y), bool)
+    if bad.any():
+        raise LabelError(
+            f"{path}: label {int(y[bad][0])} is outside the {len(class_names)} classes "
+            f"{list(class_names)} of '{name}'"
+        )
+    if want is not None and out["images"].shape[1:3] != (want, want):
+        out["images"] = _resize_stack(out["images"], want, desc=f"{name}: resize to {want}", progress=progress)
+    return out
+
+
+def load_npz_file(
+    path: Path,
+    *,
+    name: str,
+    class_names=None,
+    size: int | None = None,
+    ids=None,
+    cache: bool = True,
+    progress: bool = True,
+    verify: bool = False,
+    **_,
+) -> ImageArrays:
+    """Your own MedMNIST-style npz (any image size; train/val/test splits optional, at least one).
+
+    Class k = label k: class names '0'..str(max label) unless class_names is given. size=None keeps the
+    native size; another size resizes (bilinear) and caches the result under a fingerprint of the file.
+    Arrays are checked as :func:`read_npz` describes.
+    """
+    path = Path(path)
+    if ids is not None:
+        raise DatasetError(f"{name}: ids= is not supported for npz files; use ImageArrays.subset()")
+
+    def build():
+        return _npz_build(path, name, class_names, size, progress, require_all=False)
+
+    if size is not None:
+        key = {"kind": "npz", "file": str(path.resolve()), "size": size, "classes": class_names,
+               "sources": sources_fingerprint([path], content=verify)}
+        arrays, cpath = cached_build(name, size, key, build, use_cache=cache)
+    else:
+        arrays, cpath = build(), None
+    names = list(class_names) if class_names is not None else [
+        str(k) for k in range(int(arrays["labels"].max()) + 1 if len(arrays["labels"]) else 1)]
+    return _finish(name, arrays, names, {"kind": "npz", "file": str(path), "size": size, "cache": cpath})
 
 
 def _resize_stack(x: np.ndarray, size: int, desc: str, progress: bool) -> np.ndarray:
@@ -514,6 +731,7 @@ def load_image_csv(
     masks: bool = True,
     cache: bool = True,
     progress: bool = True,
+    verify: bool = False,
     **_,
 ) -> ImageArrays:
     """Images listed in one or more CSVs (id + label columns) with a file pattern containing ``{id}``.
@@ -522,6 +740,8 @@ def load_image_csv(
     multi_label_sep: drop rows whose label holds this separator (multi-label rows);
     drop_unlisted: drop rows whose label is not a manifest class (else such a label is an error);
     mask_pattern: per-image mask file (``{id}``), resized nearest to the image size, boxes derived from it.
+    The decode cache is keyed by the CSVs' md5 and every image and mask file (see module docstring);
+    verify=True re-hashes the CSVs and keys by the content of every file.
     """
     if class_names is None:
         raise DatasetError(f"{name}: the image_csv loader needs 'classes' listed in the manifest")
@@ -559,7 +779,7 @@ def load_image_csv(
                           else [t["split"]] * len(df) if t.get("split") else None),
             }
         )
-        digests.append(file_digest(path))
+        digests.append(file_digest(path, memo=not verify))
 
     all_ids = [i for r in rows for i in r["ids"]]
     if len(set(all_ids)) != len(all_ids):
@@ -576,7 +796,7 @@ def load_image_csv(
         raise DatasetMissingError(
             f"{name}: {len(missing)} of {len(paths)} images not found (e.g. "
             f"{folder / patterns[pick[k]].format(id=ids_sel[k])}); "
-            "check the folder layout the manifest's 'obtain' describes"
+            "check that the files exist (for a manifest: the folder layout its 'obtain' describes)"
         )
     labels = np.concatenate([r["labels"] for r in rows])[pick]
     groups = None if rows[0]["groups"] is None else np.array([g for r in rows for g in r["groups"]])[pick]
@@ -588,6 +808,7 @@ def load_image_csv(
         "mask_pattern": mask_pattern, "patterns": [r["pattern"] for r in rows],
         "ids": hashlib.sha1("\n".join(ids_sel).encode()).hexdigest(), "classes": list(class_names),
         "options": [label_map, where, multi_label_sep, drop_unlisted, id_column, label_column],
+        "sources": sources_fingerprint([*paths, *_mask_paths(folder, mask_pattern, ids_sel, masks)], content=verify),
     }
 
     def build():
@@ -650,6 +871,7 @@ def load_rsna_boxes(
     masks: bool = True,
     cache: bool = True,
     progress: bool = True,
+    verify: bool = False,
     **_,
 ) -> ImageArrays:
     """RSNA pneumonia: class per patientId from class_csv; boxes (x, y, width, height in original
@@ -691,9 +913,9 @@ def load_rsna_boxes(
     paths = _check_found(name, folder, image_pattern, ids_sel, resolve_paths(folder, image_pattern, ids_sel))
 
     key = {"kind": "rsna_boxes", "folder": str(folder), "size": size,
-           "csv_md5": [file_digest(cpath_csv), file_digest(lpath)],
+           "csv_md5": [file_digest(cpath_csv, memo=not verify), file_digest(lpath, memo=not verify)],
            "ids": hashlib.sha1("\n".join(ids_sel).encode()).hexdigest(), "pattern": image_pattern,
-           "classes": list(class_names)}
+           "classes": list(class_names), "sources": sources_fingerprint(paths, content=verify)}
 
     def build():
         images, orig = decode_images(paths, size, desc=f"{name}: images", progress=progress)
@@ -733,6 +955,9 @@ def _read_split_list(path: Path) -> list[str]:
     return [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
 
 
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".dcm")
+
+
 def load_image_folder(
     folder: Path,
     *,
@@ -742,6 +967,7 @@ def load_image_folder(
     image_pattern: str,
     label_from: str = "parent_dir",
     label: str | None = None,
+    extensions=None,
     mask_pattern: str | None = None,
     split_lists: dict | None = None,
     size: int | None = None,
@@ -749,22 +975,43 @@ def load_image_folder(
     masks: bool = True,
     cache: bool = True,
     progress: bool = True,
+    verify: bool = False,
     **_,
 ) -> ImageArrays:
-    """Images found by a glob (relative to the folder); id = file stem.
+    """Images found by a glob (relative to the folder); id = file stem (relative path when stems clash).
 
-    label_from='parent_dir': class = name of the image's folder (class names = the manifest's list, or
-    the sorted folder names when the manifest gives only a count); 'constant': every image has `label`.
-    split_lists: {split: .txt/.mat list of relative paths} fills ``split`` (unlisted images: '').
+    Hidden files and files inside hidden folders (name starting with '.') are skipped; extensions: keep
+    only files with one of these suffixes, case insensitive (e.g. IMAGE_EXTENSIONS).
+    label_from='parent_dir': class = name of the image's folder; 'top_dir': class = the first folder
+    under `folder` (images may sit in nested folders below it; an image directly in `folder` is an
+    error); 'constant': every image has `label`. Class names = the manifest's list, or the sorted
+    folder names when none is given. split_lists: {split: .txt/.mat list of relative paths} fills
+    ``split`` (unlisted images: ''). The decode cache is keyed by every image and mask file (see the
+    module docstring).
     """
-    files = sorted(p for p in folder.glob(image_pattern) if p.is_file())
+    exts = {e.lower() if e.startswith(".") else "." + e.lower() for e in extensions} if extensions else None
+    files = sorted(
+        p for p in folder.glob(image_pattern)
+        if not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        and (exts is None or p.suffix.lower() in exts) and p.is_file()
+    )
     if not files:
-        raise DatasetMissingError(f"{name}: no image matches {folder / image_pattern}")
+        what = f" with a suffix {sorted(exts)}" if exts else ""
+        raise DatasetMissingError(f"{name}: no image{what} matches {folder / image_pattern}")
     if label_from == "constant":
         names = list(class_names) if class_names else [label]
         raw = [label] * len(files)
     else:
-        raw = [p.parent.name for p in files]
+        if label_from == "top_dir":
+            loose = [p for p in files if p.parent == folder]
+            if loose:
+                raise DatasetError(
+                    f"{name}: image {loose[0]} is not inside a class folder ({len(loose)} such); put every image "
+                    f"under {folder}/<class name>/"
+                )
+            raw = [p.relative_to(folder).parts[0] for p in files]
+        else:
+            raw = [p.parent.name for p in files]
         names = list(class_names) if class_names else sorted(set(raw))
     if num_classes is not None and len(names) != num_classes:
         raise DatasetError(f"{name}: found {len(names)} classes under {folder} but the manifest says {num_classes}")
@@ -787,9 +1034,9 @@ def load_image_folder(
         ])
 
     key = {"kind": "image_folder", "folder": str(folder), "size": size, "pattern": image_pattern,
-           "masks": bool(mask_pattern and masks),
-           "mask_pattern": mask_pattern, "files": hashlib.sha1("\n".join(map(str, paths)).encode()).hexdigest(),
-           "sizes": hashlib.sha1(str([p.stat().st_size for p in paths]).encode()).hexdigest()}
+           "masks": bool(mask_pattern and masks), "mask_pattern": mask_pattern,
+           "sources": sources_fingerprint([*paths, *_mask_paths(folder, mask_pattern, ids_sel, masks)],
+                                          content=verify)}
 
     def build():
         out = _decode_with_masks(name, folder, paths, ids_sel, size, mask_pattern, masks, progress)
@@ -800,6 +1047,51 @@ def load_image_folder(
     if split is not None:
         arrays["split"] = split
     return _finish(name, arrays, names, {"kind": "image_folder", "folder": str(folder), "size": size, "cache": cpath})
+
+
+def _natural_classes(raw) -> list[str]:
+    """Sorted unique labels; numerically when every label is an integer ('2' before '10')."""
+    uniq = sorted(set(raw))
+    try:
+        return sorted(uniq, key=int)
+    except ValueError:
+        return uniq
+
+
+def load_path_csv(
+    path: Path,
+    *,
+    name: str,
+    class_names=None,
+    size: int | None = None,
+    ids=None,
+    masks: bool = True,
+    cache: bool = True,
+    progress: bool = True,
+    verify: bool = False,
+    **_,
+) -> ImageArrays:
+    """Your own CSV: a header row ``path,label`` (optional columns ``group``, ``split``; others ignored),
+    one image per row; a relative path is relative to the CSV's folder. Class names = class_names, else
+    the sorted labels (numerically when all are integers). Decoded like :func:`load_image_csv` (same cache).
+    """
+    path = Path(path)
+    df = _read_csv(path)
+    if not {"path", "label"} <= set(df.columns):
+        raise DatasetError(
+            f"{path}: a CSV of your own images needs a header row 'path,label' (optional columns group, split); "
+            f"its columns are {list(df.columns)}"
+        )
+    empty = df.index[(df["path"].str.strip() == "") | (df["label"].str.strip() == "")]
+    if len(empty):
+        raise DatasetError(f"{path}: line {int(empty[0]) + 2} has an empty path or label ({len(empty)} such rows)")
+    names = list(class_names) if class_names is not None else _natural_classes(df["label"].str.strip())
+    return load_image_csv(
+        path.parent, name=name, class_names=names, csv=path.name, image_pattern="{id}", id_column="path",
+        label_column="label", group_column="group" if "group" in df.columns else None,
+        split_column="split" if "split" in df.columns else None, size=size, ids=ids, masks=masks, cache=cache,
+        progress=progress, verify=verify,
+    )
 
 
 def load_flowers102(
@@ -815,6 +1107,7 @@ def load_flowers102(
     ids=None,
     cache: bool = True,
     progress: bool = True,
+    verify: bool = False,
     **_,
 ) -> ImageArrays:
     """Oxford Flowers-102: labels 1..102 in imagelabels.mat (class names '1'..'102': the official
@@ -842,8 +1135,9 @@ def load_flowers102(
     paths = [folder / image_pattern.format(index=int(i)) for i in ids_sel]
     _check_found(name, folder, image_pattern.replace("{index:05d}", "{id}"), ids_sel,
                  [p if p.exists() else None for p in paths])
-    key = {"kind": "flowers102", "folder": str(folder), "size": size, "md5": [file_digest(lpath), file_digest(spath)],
-           "ids": hashlib.sha1("\n".join(ids_sel).encode()).hexdigest()}
+    key = {"kind": "flowers102", "folder": str(folder), "size": size, "md5": [file_digest(lpath, memo=not verify), file_digest(spath, memo=not verify)],
+           "ids": hashlib.sha1("\n".join(ids_sel).encode()).hexdigest(),
+           "sources": sources_fingerprint(paths, content=verify)}
 
     def build():
         images, _ = decode_images(paths, size, desc=f"{name}: images", progress=progress)
