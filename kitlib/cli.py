@@ -21,9 +21,15 @@ def _catalog():
 
 
 def cmd_datasets(args) -> int:
-    """Print the status of every dataset manifest (present / missing / checksum mismatch)."""
-    print(_catalog().format_status_table(root=args.root, verify=args.verify))
-    return 0
+    """Print the status of every dataset manifest (present / missing / checksum mismatch / invalid manifest).
+
+    --verify re-hashes every listed file (no remembered digests). A manifest that does not validate is one
+    row 'invalid manifest' naming file and field, the others are still listed; the exit code is then 1.
+    """
+    catalog = _catalog()
+    rows = catalog.status_rows(root=args.root, verify=args.verify)
+    print(catalog.format_status_table(root=args.root, verify=args.verify, rows=rows))
+    return 1 if any(r["status"] == catalog.INVALID for r in rows) else 0
 
 
 def cmd_fetch(args) -> int:
