@@ -1,8 +1,8 @@
 """Dataset catalog: manifests by name, where each dataset lives, whether it is there, and load().
 
 Data root: ``root=`` if given, else ``$KITLIB_DATA``, else the existing ones of ``<repo>/data`` and
-``<repo>/../shared/data`` (repo = the folder holding the ``kitlib`` package), searched in that order
-for each dataset's folder. Status strings: ``present``, ``missing`` (the detail says what to download
+``<repo>/../shared/data`` (repo = the folder holding the ``kitlib`` package; for a non-editable install,
+the working directory), searched in that order for each dataset's folder. Status strings: ``present``, ``missing`` (the detail says what to download
 and where to put it), ``checksum mismatch`` (the detail names the file, expected and found), and in the
 status table ``invalid manifest`` (the detail is the ManifestError naming file and field).
 
@@ -32,7 +32,9 @@ from .sources import (
     load_path_csv,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+_CHECKOUT = Path(__file__).resolve().parents[2]
+# the repository holding the package; for a non-editable install (no pyproject.toml there) the working directory
+REPO = _CHECKOUT if (_CHECKOUT / "pyproject.toml").exists() else Path.cwd()
 MANIFEST_DIR = Path(__file__).resolve().parent / "manifests"  # package data (shipped in the wheel)
 PRESENT, MISSING, MISMATCH, INVALID = "present", "missing", "checksum mismatch", "invalid manifest"
 _COMMON_KW = ("size", "root", "copy", "ids", "masks", "cache", "progress", "verify", "classes")

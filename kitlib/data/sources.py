@@ -138,24 +138,29 @@ def file_digest(path: Path | str, algo: str = "md5", memo: bool = True) -> str:
 def sources_fingerprint(paths: Sequence[Path | str | None], content: bool = False) -> str:
     """One hash over every source file of a dataset, for cache keys.
 
-    Each path contributes (path, size, mtime) - or (path, md5 of its bytes) when content=True - and an
-    absent file (None or not on disk) contributes 'absent', so replacing, adding or deleting any image or
-    mask changes the fingerprint.
+    Each path contributes (path, size, mtime) - or (path, md5 of its bytes) when content=True, hashed in
+    a thread pool - and an absent file (None or not on disk) contributes 'absent', so replacing, adding or
+    deleting any image or mask changes the fingerprint.
     """
-    h = hashlib.sha1()
-    for p in paths:
+    def tag(p) -> str:
         if p is None:
-            h.update(b"-\n")
-            continue
+            return "-"
         try:
             if content:
-                tag = _hash_file(Path(p))
-            else:
-                st = os.stat(p)
-                tag = f"{st.st_size}:{st.st_mtime_ns}"
+                return _hash_file(Path(p))
+            st = os.stat(p)
+            return f"{st.st_size}:{st.st_mtime_ns}"
         except FileNotFoundError:
-            tag = "absent"
-        h.update(f"{p}\t{tag}\n".encode())
+            return "absent"
+
+    if content:
+        with ThreadPoolExecutor(_workers()) as ex:
+            tags = list(ex.map(tag, paths))
+    else:
+        tags = [tag(p) for p in paths]
+    h = hashlib.sha1()
+    for p, t in zip(paths, tags):
+        h.update(f"{p}\t{t}\n".encode())
     return h.hexdigest()
 
 
