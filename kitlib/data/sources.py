@@ -15,6 +15,10 @@ Kinds (options as in the manifest's ``loader`` block):
 - ``image_folder``: one file per image found by a glob; label = parent folder name or a constant.
 - ``flowers102``: Oxford Flowers-102 (``imagelabels.mat`` / ``setid.mat``).
 
+Your own data (``kitlib.data.load(path)``): a folder of class sub-folders (``load_image_folder`` with
+``label_from='top_dir'`` and ``IMAGE_EXTENSIONS``), a ``path,label`` CSV (:func:`load_path_csv`) or a
+MedMNIST-style npz (:func:`load_npz_file`).
+
 Decoding full-size image sets is done once: images are decoded with PIL in a thread pool (JPEG draft
 mode when shrinking), resized to ``size x size`` and cached as an uncompressed ``.npz`` under
 ``$KITLIB_CACHE`` (default ``~/.cache/kitlib``) keyed by dataset, size, loader options, the
@@ -183,10 +187,15 @@ def cached_build(name: str, size, key: dict, build: Callable[[], dict], use_cach
         try:
             with np.load(path, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}, path
+        except MemoryError:
+            raise  # the file may be fine, the machine is short of memory
         except Exception as e:  # BadZipFile, EOFError, zlib.error, ValueError, OSError ...
             warnings.warn(f"cache file {path} is corrupt ({type(e).__name__}: {e}); deleted it, rebuilding",
                           CacheWarning, stacklevel=2)
-            path.unlink(missing_ok=True)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:
+                pass  # rewritten atomically below
     arrays = build()
     try:
         _atomic_write_bytes(path, lambda f: np.savez(f, **arrays))
