@@ -21,12 +21,15 @@ help:
 reproduce: $(STAMP)
 	$(PY) -m kitlib reproduce --profile smoke
 
-# pytest exit code 5 means "no tests collected": not a failure for the notebook pass.
+# pytest exit code 5 means "no tests collected": not a failure for the notebook pass. The notebooks under nbval
+# write their tables to a temporary folder ($KITLIB_RESULTS), never into results/.
 test: $(STAMP)
 	$(PY) -m pytest tests
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
-		echo "$(PY) -m pytest --nbval-lax notebooks/"; \
-		$(PY) -m pytest --nbval-lax notebooks/ || { rc=$$?; [ $$rc -eq 5 ] || exit $$rc; }; \
+		out=$$(mktemp -d); \
+		echo "KITLIB_RESULTS=$$out $(PY) -m pytest --nbval-lax notebooks/"; \
+		KITLIB_RESULTS=$$out $(PY) -m pytest --nbval-lax notebooks/ || { rc=$$?; rm -rf "$$out"; [ $$rc -eq 5 ] || exit $$rc; }; \
+		rm -rf "$$out"; \
 	else \
 		echo "no notebooks/*.ipynb: nbval pass skipped"; \
 	fi

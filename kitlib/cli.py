@@ -1,7 +1,8 @@
-"""Command line: ``python -m kitlib datasets | fetch NAME | reproduce [PAPER ...]``.
+"""Command line of kitlib: datasets, fetch NAME, reproduce [PAPER ...], verify DIR ...
 
-Exit codes: 0 success; 1 a notebook failed or a dataset could not be fetched; 2 bad usage
-(unknown paper, profile or parameter) or no notebook to run.
+Exit codes: 0 success; 1 a notebook failed, a dataset could not be fetched, a manifest is invalid or a
+result is not whole; 2 bad usage (unknown paper, profile or parameter, a parameter out of range, an
+unwritable --out) or no notebook to run, before anything runs.
 """
 from __future__ import annotations
 
@@ -65,6 +66,19 @@ def cmd_reproduce(args) -> int:
     return 0
 
 
+def cmd_verify(args) -> int:
+    """Check result folders against their run.json (status ok, every listed file present and unchanged)."""
+    from kitlib.reproduce import verify_result
+
+    bad = 0
+    for folder in args.folders:
+        problems = verify_result(folder)
+        bad += bool(problems)
+        print(f"{folder}: " + ("whole (run.json status ok, every file as recorded)" if not problems
+                               else f"NOT WHOLE\n  " + "\n  ".join(problems)))
+    return 1 if bad else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser with the three sub-commands."""
     from kitlib.reproduce import PAPERS
@@ -79,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_datasets)
 
     p = sub.add_parser("fetch", help="download one dataset (MedMNIST sets); others print the manual steps")
-    p.add_argument("name", help="manifest name (see `python -m kitlib datasets`)")
+    p.add_argument("name", help="manifest name (see: python -m kitlib datasets)")
     p.add_argument("--root", default=None, help=root_help)
     p.set_defaults(func=cmd_fetch)
 
@@ -101,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder holding the notebooks (default: $KITLIB_NOTEBOOKS_DIR or <repo>/notebooks)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("verify", help="check that result folders are whole (files and checksums of run.json)")
+    p.add_argument("folders", nargs="+", metavar="DIR", help="result folders, e.g. results/smoke/perturbed_input")
+    p.set_defaults(func=cmd_verify)
     return parser
 
 

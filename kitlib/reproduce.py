@@ -2,24 +2,38 @@
 
 For every selected paper the notebook is executed (kernel ``python3`` of the running interpreter)
 with parameters ``profiles.get(paper, profile)`` (or just ``profile`` when the paper has no
-profiles entry), then ``device`` and ``out_dir``, then the ``-p key=value`` overrides.
-Everything a run produces lies in ``<out>/<profile>/<paper>/``:
+profiles entry), then ``device``, then the ``-p key=value`` overrides; they are checked against the
+paper's declared parameters (``kitlib.papers.<paper>.PARAMETERS``) before anything runs.
 
-    <paper>.ipynb          the executed notebook (written as <paper>.running.ipynb, renamed on success)
-    <paper>.failed.ipynb   instead, when a cell raised (papermill marks the failing cell)
-    run.json               kitlib.report.run_record (config, versions, git commit, device, ...) plus
-                           parameters, package versions, start/end times, duration, status, error
-    ...                    whatever tables and figures the notebook writes to ``out_dir``
+A result folder never mixes two runs. The notebook writes into a hidden staging folder
+``<out>/<profile>/.<paper>.staging-<pid>/``; only when every cell succeeded does that folder become
+``<out>/<profile>/<paper>/``:
+
+    <paper>.ipynb   the executed notebook
+    run.json        kitlib.report.run_record (config, versions, git commit, device, ...) plus parameters,
+                    package versions, start/end times, duration, status, datasets skipped, and every
+                    file of the result with its size and sha256 (`verify_result` checks them)
+    ...             whatever tables and figures the notebook writes to ``out_dir``
+
+A failed or interrupted run becomes ``<out>/<profile>/<paper>.failed/`` instead (same layout, run.json
+names the failing cell) and the previous result is left untouched. Staging folders of runs that died
+(kill -9) are removed by the next run.
 
 A notebook's ``parameters`` cell must declare ``profile``, ``device`` and ``out_dir``.
 """
 from __future__ import annotations
 
+import ast
 import datetime as _dt
+import hashlib
+import importlib
 import importlib.metadata
+import json
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 import sys
 import time
 from dataclasses import dataclass, field
@@ -40,6 +54,8 @@ PAPERS: dict[str, str] = {
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS_ENV = "KITLIB_NOTEBOOKS_DIR"
+RESULTS_ENV = "KITLIB_RESULTS"  # results root of notebooks run without out_dir (nbval, JupyterLab)
+PROGRESS_ENV = "KITLIB_PROGRESS"  # kitlib.progress.ENV; "0": kitlib shows no progress bars (set for the kernels reproduce runs)
 KERNEL_NAME = "python3"
 # Parameters kitlib injects itself; a `-p` override of these is refused (use --profile/--device/--out).
 RESERVED = {"profile": "--profile", "device": "--device", "out_dir": "--out"}
@@ -56,6 +72,9 @@ class RunResult:
     run_json: Path | None = None
     error: dict | None = None
     parameters: dict = field(default_factory=dict)
+    kept: Path | None = None  # a failed run: the previous complete result, left untouched
+    skipped: dict = field(default_factory=dict)  # datasets the notebook could not load: {name: why}
+    notices: list = field(default_factory=list)  # leftovers of dead runs cleaned up before this one
 
 
 # ----------------------------------------------------------------------------- notebooks
@@ -137,6 +156,48 @@ def paper_parameters(paper: str, profile: str) -> dict:
     if profile not in profiles.PROFILE_NAMES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {profiles.PROFILE_NAMES}")
     return {"profile": profile}
+
+
+def notebook_defaults(notebook: Path) -> dict:
+    """The values of the notebook's parameters cell (literals only; a non-literal value is left out)."""
+    import papermill
+
+    out = {}
+    for name, info in papermill.inspect_notebook(str(notebook)).items():
+        try:
+            out[name] = ast.literal_eval(info["default"])
+        except (ValueError, SyntaxError):
+            pass
+    return out
+
+
+def paper_schema(paper: str):
+    """``kitlib.papers.<paper>.PARAMETERS`` (a kitlib.params.Schema), or None when the paper declares none."""
+    try:
+        module = importlib.import_module(f"kitlib.papers.{paper}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"kitlib.papers.{paper}":
+            raise
+        return None
+    return getattr(module, "PARAMETERS", None)
+
+
+def check_parameters(paper: str, notebook: Path, params: dict) -> dict:
+    """Check the notebook's defaults updated with `params` against the paper's declared parameters.
+
+    Returns the normalised values (just the merged values when the paper declares none); raises
+    ValueError naming the paper, the parameter, what it got and what it expects.
+    """
+    from kitlib.params import ParameterError
+
+    values = {**notebook_defaults(notebook), **params, "out_dir": None}
+    schema = paper_schema(paper)
+    if schema is None:
+        return values
+    try:
+        return schema.check(values)
+    except ParameterError as exc:
+        raise ValueError(f"{paper}: {exc}") from None
 
 
 # ----------------------------------------------------------------------------- provenance
@@ -245,60 +306,212 @@ def _injected_index(executed: Path) -> int | None:
     return None
 
 
+# ----------------------------------------------------------------------------- one result folder
+_STAGING, _OLD = "staging", "old"
+FAILED_SUFFIX = ".failed"
+
+
+def _side_path(parent: Path, paper: str, kind: str) -> Path:
+    """A hidden folder beside the result owned by this process: ``.<paper>.<kind>-<pid>``."""
+    return parent / f".{paper}.{kind}-{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():  # runs of one process are sequential: an earlier leftover of ours is dead
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_leftovers(parent: Path, paper: str) -> list[str]:
+    """Remove the staging folders of dead runs of `paper` in `parent`; put back a previous result that a run
+    killed between its two renames had moved aside. Returns one notice per folder handled."""
+    notices = []
+    final = parent / paper
+    for side in sorted(parent.glob(f".{paper}.*-*")):
+        m = re.fullmatch(rf"\.{re.escape(paper)}\.({_STAGING}|{_OLD})-(\d+)", side.name)
+        if not m or _pid_alive(int(m.group(2))):
+            continue
+        if m.group(1) == _OLD and not final.exists():
+            os.replace(side, final)
+            notices.append(f"{paper}: restored the previous result {final} that a killed run had moved aside")
+        else:
+            shutil.rmtree(side, ignore_errors=True)
+            notices.append(f"{paper}: removed {side.name}, left by a run that died (never a result)")
+    return notices
+
+
+def file_checksums(folder: Path, skip: tuple[str, ...] = ("run.json",)) -> dict[str, dict]:
+    """{relative path: {"bytes": size, "sha256": hex}} of every file under `folder` (except `skip`)."""
+    out = {}
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        rel = path.relative_to(folder).as_posix()
+        if rel in skip:
+            continue
+        h = hashlib.sha256()
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        out[rel] = {"bytes": path.stat().st_size, "sha256": h.hexdigest()}
+    return out
+
+
+def verify_result(folder: Path | str) -> list[str]:
+    """What is wrong with a result folder (empty list: it is whole and is a successful run).
+
+    Checks that run.json exists and says "ok", and that every file it lists is there with its size and
+    checksum, and that no unlisted file was added.
+    """
+    folder = Path(folder)
+    run_json = folder / "run.json"
+    if not run_json.is_file():
+        return [f"{run_json}: missing (not a kitlib result, or an unfinished one)"]
+    try:
+        record = json.loads(run_json.read_text())
+    except (OSError, ValueError) as exc:
+        return [f"{run_json}: unreadable ({exc})"]
+    problems = []
+    if record.get("status") != "ok":
+        problems.append(f"{run_json}: status is {record.get('status')!r}, not 'ok'")
+    listed = record.get("files")
+    if not isinstance(listed, dict):
+        return problems + [f"{run_json}: has no 'files' list (written before kitlib recorded checksums)"]
+    found = file_checksums(folder)
+    for rel, want in listed.items():
+        got = found.get(rel)
+        if got is None:
+            problems.append(f"{folder / rel}: listed in run.json but missing")
+        elif got != want:
+            problems.append(f"{folder / rel}: changed since the run (size or sha256 differs from run.json)")
+    problems += [f"{folder / rel}: not part of the run (not listed in run.json)" for rel in found if rel not in listed]
+    return problems
+
+
+def output_dir(out_dir: str | None, paper: str, profile: str) -> Path:
+    """Where a notebook writes: `out_dir` when given (reproduce passes its staging folder), else
+    ``$KITLIB_RESULTS/<profile>/<paper>`` when set (the test suite's temporary folder), else
+    ``<repo>/results/interactive/<profile>/<paper>`` (a notebook run by hand never overwrites a result of
+    `reproduce`). The folder is created."""
+    if out_dir:
+        path = Path(out_dir)
+    else:
+        root = os.environ.get(RESULTS_ENV)
+        path = (Path(root) if root else REPO_ROOT / "results" / "interactive") / profile / paper
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def check_writable(folder: Path) -> None:
+    """Create `folder` and write a probe file there; ValueError naming the folder when that fails."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".kitlib-write-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ValueError(f"--out: cannot write results to {folder} ({exc.strerror or exc}); "
+                         f"choose a writable folder with --out DIR") from None
+
+
 def run_notebook(paper: str, notebook: Path, parameters: dict, out_dir: Path, *, config: dict,
                  env: dict, timeout: float | None = None, progress: bool = True) -> RunResult:
-    """Execute `notebook` with `parameters` into `out_dir` and write `out_dir/run.json`.
+    """Execute `notebook` into a staging folder and make it `out_dir` only when every cell succeeded.
 
-    Never raises for a failing notebook (the error goes into the result and run.json);
-    KeyboardInterrupt is recorded as status "interrupted" and re-raised.
+    The notebook gets ``out_dir`` = the staging folder ``.<paper>.staging-<pid>`` beside `out_dir`. On
+    success run.json (with every file's checksum) is written there and the folder replaces `out_dir`
+    (the previous result is moved aside first and deleted after). On failure or interruption the staging
+    folder becomes ``<paper>.failed/`` (run.json names the failing cell) and `out_dir` is left as it was.
+    Never raises for a failing notebook; KeyboardInterrupt is recorded as "interrupted" and re-raised.
     """
     import papermill
 
     from kitlib.report import run_record, write_json
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    running = out_dir / f"{paper}.running.ipynb"
-    done, failed = out_dir / f"{paper}.ipynb", out_dir / f"{paper}.failed.ipynb"
+    parent = out_dir.parent
+    notices = clean_leftovers(parent, paper)
+    staging = _side_path(parent, paper, _STAGING)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    executed = staging / f"{paper}.ipynb"
     started, t0 = _now(), time.perf_counter()
     status, error, interrupted = "ok", None, None
+    saved_progress = os.environ.get(PROGRESS_ENV)
+    os.environ[PROGRESS_ENV] = "0"  # the kernel inherits it: no progress-bar outputs in the saved notebook
     try:
         papermill.execute_notebook(
-            str(notebook), str(running), parameters=parameters, kernel_name=KERNEL_NAME,
-            cwd=str(notebook.parent), progress_bar=progress, execution_timeout=timeout,
+            str(notebook), str(executed), parameters={**parameters, "out_dir": str(staging)},
+            kernel_name=KERNEL_NAME, cwd=str(notebook.parent), progress_bar=progress, execution_timeout=timeout,
+            **_kernel_transport(),
         )
     except KeyboardInterrupt as exc:
         status, interrupted = "interrupted", exc
         error = {"ename": "KeyboardInterrupt", "evalue": "", "cell_index": None,
                  "executed_cell_index": None, "execution_count": None, "source": None}
     except Exception as exc:  # noqa: BLE001 - any failure of one notebook must not stop the others
-        status, error = "failed", _error_info(exc, running)
+        status, error = "failed", _error_info(exc, executed)
+    finally:
+        if saved_progress is None:
+            os.environ.pop(PROGRESS_ENV, None)
+        else:
+            os.environ[PROGRESS_ENV] = saved_progress
     duration = time.perf_counter() - t0
 
-    if status == "ok":
-        os.replace(running, done)
-        failed.unlink(missing_ok=True)
-        final = done
-    else:
-        final = failed
-        if running.exists():
-            os.replace(running, failed)
-        done.unlink(missing_ok=True)  # never leave an old success beside a failed run.json
-
+    failed = parent / f"{paper}{FAILED_SUFFIX}"
+    final = out_dir if status == "ok" else failed
     record = run_record(config, extra={
         "paper": paper,
         "status": status,
         "parameters": parameters,
-        "notebook": str(final),
+        "result_dir": str(final),
+        "staged_in": str(staging),  # the notebook's out_dir while it ran; renamed to result_dir
+        "notebook": str(final / executed.name),
         "started_at": started,
         "finished_at": _now(),
         "duration_s": round(duration, 3),
         "error": error,
+        "skipped": _skipped(staging),
+        "files": file_checksums(staging),
         **env,
     })
-    run_json = write_json(out_dir / "run.json", record)
+    write_json(staging / "run.json", record)
+    if status == "ok":
+        old = _side_path(parent, paper, _OLD)
+        if out_dir.exists():
+            os.replace(out_dir, old)
+        os.replace(staging, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(failed, ignore_errors=True)  # an earlier failure is superseded
+    else:
+        shutil.rmtree(failed, ignore_errors=True)
+        os.replace(staging, failed)
     if interrupted is not None:
         raise interrupted
-    return RunResult(paper, status, duration, final, run_json, error, parameters)
+    return RunResult(paper, status, duration, final / executed.name, final / "run.json", error, parameters,
+                     kept=out_dir if status != "ok" and out_dir.exists() else None,
+                     skipped=record["skipped"], notices=notices)
+
+
+def _kernel_transport() -> dict:
+    """On POSIX the kernel talks over local IPC sockets, not TCP (no "running over TCP without encryption")."""
+    if os.name != "posix":
+        return {}
+    from traitlets.config import Config
+
+    return {"config": Config({"KernelManager": {"transport": "ipc"}})}
+
+
+def _skipped(folder: Path) -> dict:
+    """{dataset: why} that the notebook wrote into record.json under "skipped" (datasets it could not load)."""
+    try:
+        skipped = json.loads((folder / "record.json").read_text()).get("skipped") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {str(k): str(v) for k, v in skipped.items()} if isinstance(skipped, dict) else {}
 
 
 def select(papers: list[str] | None, notebooks_dir: Path) -> tuple[list[tuple[str, Path]], list[RunResult]]:
@@ -357,22 +570,33 @@ def reproduce(papers: list[str] | None = None, profile: str = "smoke", *, device
 
     from kitlib.infer import resolve_device
 
-    device = str(resolve_device(device))
+    try:
+        device = str(resolve_device(device))
+    except (RuntimeError, ValueError) as exc:
+        raise ValueError(f"--device {device}: {exc}") from None
+    planned = []
+    for paper, nb in chosen:
+        applied = {k: v for k, v in overrides.items() if k in declared[paper]}
+        params = {**paper_parameters(paper, profile), "device": device, **applied}
+        check_parameters(paper, nb, params)
+        planned.append((paper, nb, applied, params))
+
     out = Path(out).resolve()
+    check_writable(out / profile)
     env = environment()
     if env["kernel_python"] not in (None, sys.executable):
         log(f"warning: kernel {KERNEL_NAME!r} runs {env['kernel_python']}, not {sys.executable}")
 
     results = []
-    for paper, nb in tqdm(chosen, desc="notebooks", unit="nb", disable=not progress):
+    for paper, nb, applied, params in tqdm(planned, desc="notebooks", unit="nb", disable=not progress):
         out_dir = out / profile / paper
-        applied = {k: v for k, v in overrides.items() if k in declared[paper]}
-        params = {**paper_parameters(paper, profile), "device": device, "out_dir": str(out_dir), **applied}
         config = {"paper": paper, "profile": profile, "notebook": str(nb), "out_dir": str(out_dir),
                   "device": device, "overrides": applied, "timeout_s": timeout, "kernel_name": KERNEL_NAME,
                   "command": command}
-        res = run_notebook(paper, nb, params, out_dir, config=config, env=env, timeout=timeout,
-                           progress=progress)
+        res = run_notebook(paper, nb, {**params, "out_dir": str(out_dir)}, out_dir, config=config, env=env,
+                           timeout=timeout, progress=progress)
+        for notice in res.notices:
+            tqdm.write(notice)
         tqdm.write(f"{paper}: {res.status} ({res.duration_s:.1f} s)" + (f" - {describe_error(res.error)}"
                                                                           if res.error else ""))
         results.append(res)
@@ -380,7 +604,7 @@ def reproduce(papers: list[str] | None = None, profile: str = "smoke", *, device
 
 
 def describe_error(error: dict | None) -> str:
-    """One line: where and what failed (``cell 3 (In [2]): ValueError: ...``)."""
+    """One line: where and what failed (``cell 3 (In [2]): ValueError: ...``; first line of the message)."""
     if not error:
         return ""
     where = ""
@@ -389,12 +613,14 @@ def describe_error(error: dict | None) -> str:
         if error.get("execution_count") is not None:
             where += f" (In [{error['execution_count']}])"
         where += ": "
-    msg = f"{error.get('ename')}: {error.get('evalue')}" if error.get("evalue") else str(error.get("ename"))
+    evalue = (error.get("evalue") or "").strip().splitlines()
+    msg = f"{error.get('ename')}: {evalue[0]}" if evalue else str(error.get("ename"))
     return where + msg
 
 
 def format_summary(results: list[RunResult], root: Path | None = None) -> str:
-    """A plain-text table: paper, status, time, and the notebook written or the error."""
+    """A plain-text table (paper, status, time, result folder or error), then a line per failed run saying
+    where its attempt went and which previous result was kept, and one per dataset a notebook skipped."""
     root = Path.cwd() if root is None else root
 
     def rel(p):
@@ -403,17 +629,23 @@ def format_summary(results: list[RunResult], root: Path | None = None) -> str:
         except ValueError:
             return str(p)
 
-    rows = [("paper", "status", "time", "notebook / error")]
+    rows = [("paper", "status", "time", "result / error")]
+    notes = []
     for r in results:
         t = "-" if r.duration_s is None else f"{r.duration_s:.1f} s"
         if r.status == "skipped":
             detail = f"absent: {rel(r.notebook)}"
         elif r.status == "ok":
-            detail = rel(r.notebook)
+            detail = rel(r.notebook.parent)
         else:
-            detail = f"{describe_error(r.error)} -> {rel(r.notebook)}"
+            detail = describe_error(r.error)
+            notes.append(f"{r.paper}: the failed attempt is in {rel(r.notebook.parent)}/ (run.json names the cell); "
+                         + (f"the previous result {rel(r.kept)}/ is untouched" if r.kept else "no earlier result"))
+        for name, why in r.skipped.items():
+            first = why.strip().splitlines()[0] if why.strip() else "no reason given"
+            notes.append(f"{r.paper}: dataset {name} not run - {first}")
         rows.append((r.paper, r.status.upper() if r.status != "ok" else "ok", t, detail))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row[:3], widths)) + "  " + row[3] for row in rows]
     lines.insert(1, "-" * max(len(line) for line in lines))
-    return "\n".join(lines)
+    return "\n".join(lines + ([""] + notes if notes else []))

@@ -120,15 +120,17 @@ def test_reproduce_runs_notebooks_records_failure_and_keeps_going(tmp_path, monk
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and "n = 4" in injected[0].source
 
-    # failing: its cell 3 is named, the executed notebook is kept as .failed.ipynb
-    failing = tmp_path / "smoke" / "failing"
-    assert sorted(p.name for p in failing.iterdir()) == ["failing.failed.ipynb", "run.json"]
+    # failing: its cell 3 is named, the attempt is kept apart in failing.failed/, no result folder appears
+    assert not (tmp_path / "smoke" / "failing").exists()
+    failing = tmp_path / "smoke" / "failing.failed"
+    assert sorted(p.name for p in failing.iterdir()) == ["failing.ipynb", "run.json"]
+    assert sorted(p.name for p in (tmp_path / "smoke").iterdir()) == ["failing.failed", "tiny"]  # no staging left
     rec = json.loads((failing / "run.json").read_text())
     assert rec["status"] == "failed"
     assert rec["error"]["cell_index"] == 3 and rec["error"]["executed_cell_index"] == 4
     assert rec["error"]["ename"] == "ValueError" and rec["error"]["evalue"] == "fixture failure on purpose"
     assert rec["config"]["overrides"] == {}  # failing.ipynb declares no `words`
-    kept = nbformat.read(failing / "failing.failed.ipynb", as_version=4)
+    kept = nbformat.read(failing / "failing.ipynb", as_version=4)
     assert not any("never_reached" in str(c.get("outputs")) for c in kept.cells)
 
     out = capsys.readouterr().out
@@ -146,13 +148,16 @@ def test_reproduce_all_present_papers_skips_absent_ones(tmp_path, monkeypatch, c
     monkeypatch.setitem(profiles.PROFILES, "contrastive", {"laptop": {"n": 7}})
     out_dir = tmp_path / "res" / "laptop" / "contrastive"
     out_dir.mkdir(parents=True)
-    (out_dir / "contrastive.failed.ipynb").write_text("{}")  # left over from an earlier failure
+    failed = tmp_path / "res" / "laptop" / "contrastive.failed"
+    failed.mkdir()
+    (failed / "run.json").write_text("{}")  # left over from an earlier failure
     code = main(["reproduce", "--profile", "laptop", "--notebooks-dir", str(nbdir), "--out",
                  str(tmp_path / "res"), "--device", "cpu", "--no-progress"])
     assert code == 0
     assert json.loads((out_dir / "tiny.json").read_text())["n"] == 7
     assert json.loads((out_dir / "run.json").read_text())["parameters"]["profile"] == "laptop"
     assert sorted(p.name for p in out_dir.iterdir()) == ["contrastive.ipynb", "run.json", "tiny.json"]
+    assert not failed.exists()  # superseded by the successful run
     out = capsys.readouterr().out
     for paper in PAPERS:
         if paper != "contrastive":
