@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from kitlib.progress import bar as progress_bar
 
 from kitlib.infer import batch_images, batch_labels, iter_batches
 from kitlib.metrics import evaluate
@@ -225,8 +225,8 @@ def _run(model, data, class_counts, eps_list: Sequence[float], T, measure, space
     probs = [[] for _ in eps_list]
     labels, missing_label = [], False
     try:
-        bar = tqdm(_batches(data, batch_size), total=_n_batches(data, batch_size), desc=desc,
-                   disable=not progress, leave=False)
+        bar = progress_bar(_batches(data, batch_size), total=_n_batches(data, batch_size), desc=desc,
+                           progress=progress, leave=False)
         for x, y in bar:
             x = x.to(dev, non_blocking=True)
             direction = None

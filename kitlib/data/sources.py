@@ -46,7 +46,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 from PIL import Image
-from tqdm.auto import tqdm
+from kitlib.progress import bar as progress_bar
 
 from .core import ImageArrays
 
@@ -305,7 +305,7 @@ def decode_images(paths: Sequence[Path], size: int | None, desc: str = "decode",
         orig[i] = wh
 
     with ThreadPoolExecutor(_workers()) as ex:
-        for _ in tqdm(ex.map(one, range(n)), total=n, desc=desc, leave=False, disable=not progress):
+        for _ in progress_bar(ex.map(one, range(n)), total=n, desc=desc, leave=False, progress=progress):
             pass
     return out, orig
 
@@ -326,7 +326,7 @@ def decode_masks(paths: Sequence[Path | None], width: int, height: int, desc="ma
             present[i] = True
 
     with ThreadPoolExecutor(_workers()) as ex:
-        for _ in tqdm(ex.map(one, range(n)), total=n, desc=desc, leave=False, disable=not progress):
+        for _ in progress_bar(ex.map(one, range(n)), total=n, desc=desc, leave=False, progress=progress):
             pass
     return masks, present
 
@@ -717,7 +717,7 @@ def _resize_stack(x: np.ndarray, size: int, desc: str, progress: bool) -> np.nda
         out[i] = np.asarray(Image.fromarray(x[i]).resize((size, size), Image.Resampling.BILINEAR))
 
     with ThreadPoolExecutor(_workers()) as ex:
-        for _ in tqdm(ex.map(one, range(len(x))), total=len(x), desc=desc, leave=False, disable=not progress):
+        for _ in progress_bar(ex.map(one, range(len(x))), total=len(x), desc=desc, leave=False, progress=progress):
             pass
     return out
 
