@@ -16,7 +16,9 @@ A result folder never mixes two runs. The notebook writes into a hidden staging 
     ...             whatever tables and figures the notebook writes to ``out_dir``
 
 A failed or interrupted run becomes ``<out>/<profile>/<paper>.failed/`` instead (same layout, run.json
-names the failing cell) and the previous result is left untouched. Staging folders of runs that died
+names the failing cell) and the previous result is left untouched. The new result replaces the old one in
+one atomic rename (renameat2 exchange on Linux; two renames elsewhere, undone by the next run if killed
+between them). Staging folders of runs that died
 (kill -9) are removed by the next run.
 
 A notebook's ``parameters`` cell must declare ``profile``, ``device`` and ``out_dir``.
@@ -480,11 +482,7 @@ def run_notebook(paper: str, notebook: Path, parameters: dict, out_dir: Path, *,
     })
     write_json(staging / "run.json", record)
     if status == "ok":
-        old = _side_path(parent, paper, _OLD)
-        if out_dir.exists():
-            os.replace(out_dir, old)
-        os.replace(staging, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
+        _swap_in(staging, out_dir, _side_path(parent, paper, _OLD))
         shutil.rmtree(failed, ignore_errors=True)  # an earlier failure is superseded
     else:
         shutil.rmtree(failed, ignore_errors=True)
@@ -494,6 +492,36 @@ def run_notebook(paper: str, notebook: Path, parameters: dict, out_dir: Path, *,
     return RunResult(paper, status, duration, final / executed.name, final / "run.json", error, parameters,
                      kept=out_dir if status != "ok" and out_dir.exists() else None,
                      skipped=record["skipped"], notices=notices)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two folders in one atomic rename (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+def _swap_in(staging: Path, final: Path, old: Path) -> None:
+    """Make `staging` the folder `final`. An existing `final` is exchanged with it in one rename where the
+    system can (the old result then sits in `staging` and is deleted); elsewhere it is first moved to `old`,
+    which `clean_leftovers` puts back should the process die between the two renames."""
+    if not final.exists():
+        os.replace(staging, final)
+        return
+    if _exchange(staging, final):
+        shutil.rmtree(staging, ignore_errors=True)
+        return
+    os.replace(final, old)
+    os.replace(staging, final)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _kernel_transport() -> dict:

@@ -242,3 +242,18 @@ def test_datasets_a_notebook_skipped_are_listed_under_the_summary(tmp_path, caps
     out = capsys.readouterr().out
     assert "flaky: dataset ghost not run - ghost: not on this machine" in out and "more detail" not in out
     assert json.loads((tmp_path / "smoke" / "flaky" / "run.json").read_text())["skipped"]["ghost"].startswith("ghost")
+
+
+def test_a_new_result_replaces_the_old_one_in_one_exchange(tmp_path, monkeypatch):
+    a, b = tmp_path / "staging", tmp_path / "final"
+    for folder, text in ((a, "new"), (b, "old")):
+        folder.mkdir()
+        (folder / "f").write_text(text)
+    rep._swap_in(a, b, tmp_path / "old")
+    assert (b / "f").read_text() == "new" and not a.exists() and not (tmp_path / "old").exists()
+    if sys.platform.startswith("linux"):  # the exchange, not the two-rename fallback, did it
+        a.mkdir()
+        (a / "f").write_text("newer")
+        monkeypatch.setattr(rep.os, "replace", lambda *args: pytest.fail("fell back to two renames"))
+        rep._swap_in(a, b, tmp_path / "old")
+        assert (b / "f").read_text() == "newer"
