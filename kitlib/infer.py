@@ -15,10 +15,28 @@ TTA = ("none", "flip")
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """"auto"/None -> cuda when available, else cpu."""
+    """"auto"/None -> cuda when available, else cpu; otherwise the device named, checked to exist here.
+
+    A device string torch does not know, or a CUDA device on a machine without that GPU, is a ValueError in
+    one line saying what to use instead.
+    """
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {device!r} is not a torch device; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} asked for but no CUDA GPU is available on this machine "
+                             f"(torch {torch.__version__}); use device='cpu' or 'auto'")
+        n = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= n:
+            raise ValueError(f"device {device!r} asked for but this machine has {n} CUDA GPU(s) "
+                             f"(cuda:0 to cuda:{n - 1}); use one of those or 'auto'")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r} asked for but MPS is not available here; use device='cpu' or 'auto'")
+    return dev
 
 
 def autocast(device: torch.device, enabled: bool = True):

@@ -35,6 +35,9 @@ __all__ = [
     "aggregate",
     "format_mean_std",
     "bootstrap_ci",
+    "bootstrap_mean_ci",
+    "at_chance",
+    "AT_CHANCE",
     "BASE_METRICS",
 ]
 
@@ -482,3 +485,51 @@ def bootstrap_ci(
         return float("nan"), float("nan")
     lo, hi = np.percentile(vals, [100 * alpha / 2, 100 * (1 - alpha / 2)])
     return float(lo), float(hi)
+
+
+def bootstrap_mean_ci(
+    values, n_boot: int = 10000, alpha: float = 0.05, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval ``(lo, hi)`` of the mean of ``values``.
+
+    Meant for a handful of paired differences (one per fold or seed): the values are resampled
+    with replacement ``n_boot`` times (``numpy.random.default_rng(seed)``) and the ``alpha/2``
+    and ``1 - alpha/2`` percentiles of the resampled means are returned. NaN values are dropped;
+    fewer than 2 values give ``(nan, nan)`` (one value says nothing about its spread). With 2
+    values the 95 % interval runs from the smaller to the larger, so it excludes 0 only when both
+    have the same sign.
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    x = np.asarray(values, dtype=np.float64).ravel()
+    x = x[~np.isnan(x)]
+    if x.size < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, x.size, (n_boot, x.size))].mean(1)
+    lo, hi = np.percentile(means, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    return float(lo), float(hi)
+
+
+# --------------------------------------------------------------------------------------------
+# chance level
+
+AT_CHANCE = "at chance: not evidence for or against the claim"
+"""What a verdict says of a model flagged by :func:`at_chance`."""
+
+
+def at_chance(y_true, probs, alpha: float = 0.05, n_boot: int = 1000, seed: int = 0) -> bool:
+    """True when the model's mean class recall (MCR) is not distinguishable from chance.
+
+    Chance level is ``1/K``, K = the number of classes present in ``y_true``: any classifier that
+    ignores its input has expected MCR exactly ``1/K``, whatever classes it favours (a constant
+    prediction scores exactly ``1/K``). The rule: the model is at chance when the lower end of the
+    ``(1 - alpha)`` percentile bootstrap interval of its MCR over the test samples
+    (:func:`bootstrap_ci`, seeded) is at or below ``1/K``. A model doing worse than chance is
+    flagged too. Pass the validation or test labels and the model's probabilities.
+    """
+    y = np.asarray(y_true)
+    lo, _ = bootstrap_ci(y, probs, "mcr", n_boot=n_boot, alpha=alpha, seed=seed)
+    return bool(lo <= 1.0 / np.unique(y).size)

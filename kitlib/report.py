@@ -475,6 +475,7 @@ def plot_per_class_bars(
     ``recalls`` is a DataFrame with one row per class (in class order) and one column per method,
     values as fractions (multiplied by ``scale`` for display; use ``scale=1`` and another
     ``ylabel`` for other metrics). ``class_names`` labels the rows (default: the index).
+    A bar of height 0 is labelled "0" above the axis so that it stays visible.
     Returns the figure (legend outside the axes).
     """
     import matplotlib.pyplot as plt
@@ -493,7 +494,9 @@ def plot_per_class_bars(
     colors = _palette(n_meth)
     for j, method in enumerate(recalls.columns):
         vals = recalls[method].to_numpy(dtype=float) * scale
-        ax.bar(x - 0.4 + width * (j + 0.5), vals, width, label=str(method), color=colors[j])
+        bars = ax.bar(x - 0.4 + width * (j + 0.5), vals, width, label=str(method), color=colors[j])
+        # a zero bar has no height: label it "0" so it is seen, not mistaken for a missing one
+        ax.bar_label(bars, labels=["0" if v == 0 else "" for v in vals], fontsize=7, color=colors[j], padding=1)
     ax.set_xticks(x, names, rotation=30 if max(len(n) for n in names) > 4 else 0,
                   ha="right" if max(len(n) for n in names) > 4 else "center")
     ax.set_xlabel("Class")

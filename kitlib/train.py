@@ -13,14 +13,17 @@ batch size stays `batch_size`.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import hashlib
 import json
 import math
 import os
+import pickle
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +58,16 @@ class ModelSpec:
     def build(self) -> KitModel:
         return create_model(self.name, self.num_classes, pretrained=self.pretrained,
                             small_input=self.small_input, head=self.head, width=self.width)
+
+
+OPTIMIZERS = ("sgd", "adamw", "adam")
+SCHEDULES = ("step", "cosine", "cyclic", "plateau", "constant")
+EXPLODE_FACTOR = 100.0
+"""A batch loss above EXPLODE_FACTOR * max(first batch loss of the run, 1) counts as divergence."""
+
+
+class TrainingDiverged(FloatingPointError):
+    """The training loss became non-finite or exploded. The run is not cached; lower the lr."""
 
 
 @dataclass
@@ -94,6 +107,52 @@ class TrainConfig:
     eval_batch_size: int = 256
 
     RUNTIME = ("device", "amp", "channels_last", "num_workers", "eval_batch_size")
+
+    def __post_init__(self):
+        """Every field checked for type and range; a bad one is a ValueError naming it."""
+        def bad(name, want):
+            raise ValueError(f"TrainConfig.{name} must be {want}, got {getattr(self, name)!r}")
+
+        def is_int(v):
+            return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+        def is_real(v):
+            return (is_int(v) or isinstance(v, (float, np.floating))) and math.isfinite(v)
+
+        for name, lo in (("epochs", 1), ("batch_size", 1), ("step_size", 1), ("cycle_epochs", 1), ("patience", 0),
+                         ("eval_every", 1), ("seed", 0), ("num_workers", 0), ("eval_batch_size", 1)):
+            if not is_int(getattr(self, name)) or getattr(self, name) < lo:
+                bad(name, f"an integer >= {lo}")
+        for name in ("nesterov", "freeze_backbone", "drop_last", "amp", "channels_last"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                bad(name, "True or False")
+        if not is_real(self.lr) or self.lr <= 0:
+            bad("lr", "a finite number > 0")
+        if not is_real(self.momentum) or not 0 <= self.momentum < 1:
+            bad("momentum", "a number in [0, 1)")
+        if not is_real(self.weight_decay) or self.weight_decay < 0:
+            bad("weight_decay", "a finite number >= 0")
+        if not is_real(self.gamma) or not 0 < self.gamma <= 1:
+            bad("gamma", "a number in (0, 1]")
+        if not is_real(self.min_lr) or not 0 <= self.min_lr <= self.lr:
+            bad("min_lr", f"a number in [0, lr={self.lr!r}]")
+        if not is_real(self.warmup_epochs) or not 0 <= self.warmup_epochs <= self.epochs:
+            bad("warmup_epochs", f"a number in [0, epochs={self.epochs}]")
+        if self.optimizer not in OPTIMIZERS:
+            bad("optimizer", f"one of {OPTIMIZERS}")
+        if self.schedule not in SCHEDULES:
+            bad("schedule", f"one of {SCHEDULES}")
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
+            bad("nesterov", "False unless optimizer='sgd' with momentum > 0")
+        if self.select_metric is not None and (not isinstance(self.select_metric, str) or not self.select_metric):
+            bad("select_metric", "None or a kitlib.metrics key such as 'mcr'")
+        if not isinstance(self.device, (str, torch.device)):
+            bad("device", "a string such as 'auto', 'cpu', 'cuda' or 'cuda:1'")
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except RuntimeError:
+                bad("device", "'auto', 'cpu', 'cuda' or 'cuda:N'")
 
     def identity(self) -> dict:
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in self.RUNTIME}
@@ -176,8 +235,39 @@ def data_fingerprint(dataset) -> str:
 
 def _atomic_torch_save(obj, path: Path) -> None:
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _read_checkpoint(path: Path, device, then: str) -> dict | None:
+    """A checkpoint's content, or None when it cannot be read (truncated, not a torch file): then it is moved
+    aside to `<name>.corrupt` with a warning naming it and saying what happens next (`then`)."""
+    try:
+        return torch.load(path, map_location=device, weights_only=False)
+    except PermissionError:
+        raise
+    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, OSError) as err:  # truncated: OSError 22
+        aside = path.with_name(path.name + ".corrupt")
+        try:
+            os.replace(path, aside)
+        except FileNotFoundError:  # another rank moved it already
+            pass
+        why = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        warnings.warn(f"unreadable checkpoint {path} ({why}); moved it to {aside.name}, {then}", RuntimeWarning,
+                      stacklevel=3)
+        return None
+
+
+def _discard(run_dir: Path) -> None:
+    """Remove what a failed run wrote (its checkpoint and config), so the cache holds no trace of it."""
+    for name in ("last.pt", "config.json"):
+        (run_dir / name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        run_dir.rmdir()  # only when empty: anything else there is not ours to delete
 
 
 def _atomic_json(obj, path: Path) -> None:
@@ -227,9 +317,6 @@ def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose sgd, adamw or adam")
-
-
-SCHEDULES = ("step", "cosine", "cyclic", "plateau", "constant")
 
 
 class LRSchedule:
@@ -327,7 +414,8 @@ def fit(model: ModelSpec | dict, method: Method | str, train_set, val_set=None, 
     """
     spec = model if isinstance(model, ModelSpec) else ModelSpec(**model)
     method = build_method(method) if isinstance(method, str) else method
-    cfg = cfg if isinstance(cfg, TrainConfig) else TrainConfig(**(cfg or {}))
+    # replace() re-runs the checks, so a config edited after it was made is validated too
+    cfg = dataclasses.replace(cfg) if isinstance(cfg, TrainConfig) else TrainConfig(**(cfg or {}))
     if method.head and method.head != spec.head:
         spec = dataclasses.replace(spec, head=method.head)
     counts = np.asarray(train_set.class_counts())
@@ -335,6 +423,11 @@ def fit(model: ModelSpec | dict, method: Method | str, train_set, val_set=None, 
         names = getattr(train_set, "class_names", None) or list(range(len(counts)))
         missing = [names[i] for i in np.flatnonzero(counts == 0)]
         raise ValueError(f"the training split has no sample of class(es) {missing}")
+    if val_set is not None and cfg.select_metric:
+        known = [*M.BASE_METRICS, *(f"{k}_{c}" for k in ("recall", "f1") for c in range(len(counts)))]
+        if cfg.select_metric not in known:
+            raise ValueError(f"TrainConfig.select_metric {cfg.select_metric!r} is not a kitlib.metrics key; "
+                             f"known: {known}")
     config = {
         "model": dataclasses.asdict(spec),
         "method": method.config(),
@@ -349,9 +442,14 @@ def fit(model: ModelSpec | dict, method: Method | str, train_set, val_set=None, 
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
-    final = run_dir / "final.pt"
+    if cfg.batch_size < world:
+        raise ValueError(f"TrainConfig.batch_size={cfg.batch_size} is smaller than the {world} processes; "
+                         f"give at least one sample per process")
+    final, last = run_dir / "final.pt", run_dir / "last.pt"
     if cache and final.exists():
-        return _load_run(final, spec, config, key, run_dir, counts, method, device)
+        ck = _read_checkpoint(final, "cpu", "resuming from last.pt" if last.exists() else "retraining")
+        if ck is not None:
+            return _load_run(ck, spec, config, key, run_dir, counts, method, device)
 
     seed_everything(cfg.seed)
     net = spec.build()
@@ -377,13 +475,18 @@ def fit(model: ModelSpec | dict, method: Method | str, train_set, val_set=None, 
         s = build_sampler(sampler_name, labels, seed=seed, **sampler_kwargs)
         if world > 1:
             s = _ShardedSampler(s, rank, world)
-        dl = DataLoader(train_set, batch_size=max(1, cfg.batch_size // world), sampler=s,
+        dl = DataLoader(train_set, batch_size=cfg.batch_size // world, sampler=s,
                         num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
                         drop_last=cfg.drop_last, persistent_workers=cfg.num_workers > 0)
         return s, dl
 
     sampler, loader = loader_for(method.sampler, method.sampler_kwargs(cfg.epochs), cfg.seed)
     extra = loader_for(method.extra_sampler, {}, cfg.seed + 7919) if method.extra_sampler else None
+    for s, dl in ((sampler, loader), *([extra] if extra else [])):
+        if len(dl) == 0:
+            raise ValueError(f"no optimiser step would be taken: {len(s)} training samples per epoch (per process) "
+                             f"and batch_size={dl.batch_size} with drop_last={cfg.drop_last}; lower "
+                             f"TrainConfig.batch_size or set drop_last=False")
     ddp_net = net
     if world > 1:
         ddp_net = nn.parallel.DistributedDataParallel(
@@ -391,15 +494,15 @@ def fit(model: ModelSpec | dict, method: Method | str, train_set, val_set=None, 
             find_unused_parameters=cfg.freeze_backbone)
 
     start, history, best = 0, [], {"epoch": -1, "score": None, "state": None, "extras": None}
-    last = run_dir / "last.pt"
-    if cache and last.exists():
-        ck = torch.load(last, map_location=device, weights_only=False)
+    loss0 = None  # first batch loss of the run: the yardstick of an exploding loss
+    ck = _read_checkpoint(last, device, "retraining from scratch") if cache and last.exists() else None
+    if ck is not None:
         net.load_state_dict(ck["model"])
         for m, s in zip(extras, ck["extras"]):
             m.load_state_dict(s)
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["schedule"])
-        start, history, best = ck["epoch"] + 1, ck["history"], ck["best"]
+        start, history, best, loss0 = ck["epoch"] + 1, ck["history"], ck["best"], ck.get("loss0")
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         _atomic_json(config, run_dir / "config.json")
@@ -433,8 +536,17 @@ def fit(model: ModelSpec | dict, method: Method | str, train_set, val_set=None, 
                 batch["extra"] = _to_device(eb, device, channels_last)
             with autocast(device, cfg.amp):
                 loss, _ = method.loss(ddp_net, batch, epoch)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"{method.name}: loss is {float(loss)} at epoch {epoch}, batch {i}")
+            value = float(loss.detach())
+            loss0 = value if loss0 is None and math.isfinite(value) else loss0
+            if not math.isfinite(value) or value > EXPLODE_FACTOR * max(loss0, 1.0):
+                if rank == 0:
+                    _discard(run_dir)
+                what = f"is {value}" if not math.isfinite(value) else \
+                    f"exploded to {value:.4g} (first batch: {loss0:.4g})"
+                raise TrainingDiverged(
+                    f"{spec.name}/{method.name}: the training loss {what} at epoch {epoch}, batch {i} "
+                    f"(lr {opt.param_groups[0]['lr']:.3g}): training diverged; lower the lr (TrainConfig.lr={cfg.lr:g}, "
+                    f"e.g. {cfg.lr / 10:g}) or add warm-up (warmup_epochs). Nothing was cached for this run.")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if world > 1:
@@ -444,7 +556,7 @@ def fit(model: ModelSpec | dict, method: Method | str, train_set, val_set=None, 
                             dist.all_reduce(p.grad)
                             p.grad /= world
             opt.step()
-            tot += float(loss.detach()) * len(batch["label"])
+            tot += value * len(batch["label"])
             n += len(batch["label"])
         logs = {"epoch": epoch, "loss": tot / max(n, 1), "lr": opt.param_groups[0]["lr"], "time_s": time.time() - t0}
         score = None
@@ -454,9 +566,7 @@ def fit(model: ModelSpec | dict, method: Method | str, train_set, val_set=None, 
             mets = M.evaluate(np.asarray(val_set.labels), probs, train_counts=counts, num_classes=len(counts))
             logs.update({f"val_{k}": v for k, v in mets.items()})
             if cfg.select_metric:
-                if cfg.select_metric not in mets:
-                    raise ValueError(f"select_metric {cfg.select_metric!r} is not a metric; known: {sorted(mets)}")
-                score = float(mets[cfg.select_metric])
+                score = float(mets[cfg.select_metric])  # a known key: checked before training
         if world > 1 and cfg.schedule == "plateau":
             t = torch.tensor([score if score is not None else float("nan")], dtype=torch.float64)
             dist.broadcast(t, 0)
@@ -468,7 +578,7 @@ def fit(model: ModelSpec | dict, method: Method | str, train_set, val_set=None, 
         if rank == 0:
             _atomic_torch_save({"model": net.state_dict(), "extras": [m.state_dict() for m in extras],
                                 "optimizer": opt.state_dict(), "schedule": sched.state_dict(), "epoch": epoch,
-                                "history": history, "best": best}, last)
+                                "history": history, "best": best, "loss0": loss0}, last)
         bar.set_postfix(loss=f"{logs['loss']:.3f}", **({cfg.select_metric: f"{score:.3f}"} if score is not None else {}))
         for cb in callbacks:
             cb(epoch, logs)
@@ -481,7 +591,8 @@ def fit(model: ModelSpec | dict, method: Method | str, train_set, val_set=None, 
         last.unlink(missing_ok=True)
     if world > 1:  # every rank returns rank 0's selection
         dist.barrier()
-        return _load_run(final, spec, config, key, run_dir, counts, method, device)
+        return _load_run(torch.load(final, map_location="cpu", weights_only=False), spec, config, key, run_dir,
+                         counts, method, device)
     net.load_state_dict(best["state"])
     for m, s in zip(extras, best["extras"]):
         m.load_state_dict(s)
@@ -495,8 +606,7 @@ def _cpu_state(m: nn.Module) -> dict:
     return {k: v.detach().cpu().clone() for k, v in m.state_dict().items()}
 
 
-def _load_run(final: Path, spec, config, key, run_dir, counts, method, device) -> TrainedRun:
-    ck = torch.load(final, map_location="cpu", weights_only=False)
+def _load_run(ck: dict, spec, config, key, run_dir, counts, method, device) -> TrainedRun:
     net = spec.build()
     net.load_state_dict(ck["model"])
     net.to(device).eval()

@@ -1,4 +1,5 @@
 """kitlib.metrics: values checked against hand computations on tiny arrays."""
+import math
 import warnings
 
 import numpy as np
@@ -236,3 +237,12 @@ def test_bootstrap_ci_is_percentile_bootstrap_over_samples():
     assert 0 <= lo <= hi <= 1
     with pytest.raises(ValueError, match="unknown metric"):
         M.bootstrap_ci(y, p, "nope", n_boot=5)
+
+
+def test_bootstrap_mean_ci_of_paired_differences():
+    assert M.bootstrap_mean_ci([1.0, 2.0]) == (1.0, 2.0)  # 2 values: from the smaller to the larger
+    lo, hi = M.bootstrap_mean_ci([-1.0, 2.0])
+    assert lo < 0 < hi
+    lo, hi = M.bootstrap_mean_ci([1, 2, 3, 4, 5], seed=3)
+    assert 1 < lo < 3 < hi < 5 and (lo, hi) == M.bootstrap_mean_ci([1, 2, 3, 4, 5], seed=3)
+    assert all(math.isnan(v) for v in M.bootstrap_mean_ci([0.5]))

@@ -28,7 +28,10 @@ def label(kind: dict, key: str) -> str:
 
 
 def table1(experiments: dict[str, Experiment]) -> pd.DataFrame:
-    """Table 1: dataset statistics computed from the data actually loaded, beside the paper's."""
+    """Table 1: dataset statistics computed from the data actually loaded, beside the paper's.
+
+    Counts and sizes are printed as integers, the imbalance ratio with one decimal (`diff` too, as text).
+    """
     ours = []
     for name, exp in experiments.items():
         st = exp.statistics().iloc[0]
@@ -39,14 +42,19 @@ def table1(experiments: dict[str, Experiment]) -> pd.DataFrame:
         ours += [{"table": "table1", "row": lab, "column": "image_width", "value": float(w)},
                  {"table": "table1", "row": lab, "column": "image_height", "value": float(h)}]
     ref = report.load_reference(PAPER, table="table1")
-    return report.paper_vs_ours(ref, pd.DataFrame(ours), digits=1)
+    ints, ratio = (report.paper_vs_ours(ref, pd.DataFrame(ours), digits=d) for d in (0, 1))
+    one = (ints["column"] == "imbalance").to_numpy()
+    out = ints.copy()
+    out.loc[one, ["paper", "ours"]] = ratio.loc[one, ["paper", "ours"]]
+    out["diff"] = ["" if pd.isna(d) else f"{d + 0.0:.{1 if r else 0}f}" for d, r in zip(out["diff"], one)]
+    return out
 
 
 def select_eps(exp: Experiment, backbone: str, eps_grid, method: str = "ce", T: float = 1000.0,
                measure: str = "ce", space: str = "normalized", metric: str = "mcr", train: dict | None = None):
     """Choose eps on the validation splits, as the paper did (one backbone, pooled over folds).
 
-    Returns (best eps, DataFrame eps x validation metrics averaged over folds).
+    Returns (best eps, DataFrame: column eps, then every kitlib.metrics key averaged over folds, in percent).
     """
     tables = []
     for sp in exp.splits:
@@ -57,8 +65,10 @@ def select_eps(exp: Experiment, backbone: str, eps_grid, method: str = "ce", T: 
                             metric=metric, T=T, measure=measure, space=space, **_pixel_stats(exp, space),
                             batch_size=BATCH, progress=False)
         tables.append(tab.assign(fold=sp.fold))
-    curve = pd.concat(tables).groupby("eps", as_index=False).mean(numeric_only=True)
+    curve = pd.concat(tables).drop(columns="fold").groupby("eps", as_index=False).mean(numeric_only=True)
     best = float(curve["eps"].iloc[int(np.argmax(curve[metric].to_numpy()))])
+    metrics = [c for c in curve.columns if c != "eps"]
+    curve[metrics] = 100 * curve[metrics]  # percent, as every other table of the notebook
     return best, curve
 
 
@@ -74,7 +84,9 @@ def run_table2(exp: Experiment, backbones, methods, eps: float, T: float = 1000.
                space: str = "normalized", train_by_backbone: dict | None = None) -> pd.DataFrame:
     """Every (backbone, method, fold): test metrics without ("baseline") and with ("ours") the perturbation.
 
-    Returns one row per (backbone, method, variant, fold) with all kitlib.metrics keys (fractions).
+    Returns one row per (backbone, method, variant, fold) with all kitlib.metrics keys (fractions) and
+    `at_chance`: the trained model's MCR is not distinguishable from chance on the validation or the test split
+    (kitlib.metrics.at_chance; the same for both variants, it is a property of the model).
     """
     rows = []
     for bb in backbones:
@@ -83,11 +95,13 @@ def run_table2(exp: Experiment, backbones, methods, eps: float, T: float = 1000.
                 run = exp.train(sp.fold, bb, m, **(train_by_backbone or {}).get(bb, {}))
                 test = exp.images(sp.fold)
                 plain = exp.predict(run, sp.fold)
+                chance = (M.at_chance(exp.labels(sp.fold), plain)
+                          or M.at_chance(exp.labels(sp.fold, "val"), exp.predict(run, sp.fold, "val")))
                 ours = predict_perturbed(run.model, test, exp.train_counts(sp.fold), eps, T=T, measure=measure,
                                          space=space, **_pixel_stats(exp, space), batch_size=BATCH, progress=False)
                 for variant, probs in (("baseline", plain), ("ours", ours)):
                     rows.append({"backbone": bb, "method": m, "variant": variant, "fold": sp.fold,
-                                 **exp.evaluate(probs, sp.fold)})
+                                 "at_chance": chance, **exp.evaluate(probs, sp.fold)})
     return pd.DataFrame(rows)
 
 
@@ -181,7 +195,11 @@ def _pct(mets: dict) -> dict:
 
 def inference_time(exp: Experiment, backbone: str, method: str, eps: float, T: float = 1000.0,
                    n: int = 256, batch_size: int = 64, repeats: int = 3, train: dict | None = None) -> pd.DataFrame:
-    """Seconds per image, plain vs perturbed, same model and test images, batched (median of `repeats`)."""
+    """Seconds per image, plain vs perturbed, same model and test images, batched (median of `repeats`).
+
+    The times and ratios are text with 3 significant digits (e.g. "0.000123"), so they print alike
+    whatever float_format the table is written with.
+    """
     run = exp.train(0, backbone, method, **(train or {}))
     x = exp.images(0)[:n]
     device = resolve_device("auto")
@@ -194,48 +212,94 @@ def inference_time(exp: Experiment, backbone: str, method: str, eps: float, T: f
         fn()  # warm-up
     t = time_calls(fns, repeats, device)
     plain, pert = t["plain"] / len(x), t["perturbed"] / len(x)
+    def sig3(x):
+        return np.format_float_positional(x, precision=3, unique=False, fractional=False, trim="-")
+
     return pd.DataFrame([{"backbone": label(BACKBONE_LABELS, backbone), "device": str(device), "batch": batch_size,
-                          "plain_s_per_image": plain, "perturbed_s_per_image": pert, "ratio": pert / plain,
-                          "paper_ratio": 0.283 / 0.107}])
+                          "plain_s_per_image": sig3(plain), "perturbed_s_per_image": sig3(pert),
+                          "ratio": sig3(pert / plain), "paper_ratio": sig3(0.283 / 0.107)}])
 
 
 def verdict(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per (backbone, method): does the perturbation raise MCR and, more strongly, SCR? Effect and its spread.
+    """Per (backbone, method): does the perturbation raise MCR, and SCR more than MCR?
 
-    Differences are paired by fold (ours - baseline), in percentage points: mean, std over folds, folds improved.
+    Differences are paired by fold (ours - baseline, percentage points): their mean, the 95% percentile
+    bootstrap interval of that mean (kitlib.metrics.bootstrap_mean_ci) and how many folds went up. A call is
+    "up" / "down" only when the interval excludes 0 (with 2 folds: both folds moved the same way), else
+    "inconclusive" (always with a single fold). "SCR up more than MCR" is "yes" when SCR is up and so is the
+    paired SCR - MCR difference, "no" when either is down. A pair whose model is at chance in any fold
+    (`at_chance` from run_table2) gets no call and the note kitlib.metrics.AT_CHANCE.
     """
+    if "at_chance" not in rows.columns:
+        raise ValueError("verdict: rows lack the at_chance column; make them with run_table2")
+
+    def call(d):
+        lo, hi = M.bootstrap_mean_ci(d)
+        return ("up" if lo > 0 else "down" if hi < 0 else "inconclusive"), f"[{lo:+.2f}, {hi:+.2f}]"
+
     out = []
     for (bb, m), g in rows.groupby(["backbone", "method"], sort=False):
-        base = g[g["variant"] == "baseline"].set_index("fold")
-        ours = g[g["variant"] == "ours"].set_index("fold")
-        rec = {"backbone": label(BACKBONE_LABELS, bb), "method": label(METHOD_LABELS, m)}
-        for met in ("mcr", "scr"):
-            d = 100 * (ours[met] - base[met])
-            rec[f"d{met.upper()} (pp)"] = M.format_mean_std(d.mean(), d.std(ddof=1) if len(d) > 1 else None, scale=1)
-            rec[f"{met.upper()} up in folds"] = f"{int((d > 0).sum())}/{len(d)}"
-            rec[f"d{met}"] = float(d.mean())
-        rec["MCR up"] = rec["dmcr"] > 0
-        rec["SCR up more than MCR"] = rec["dscr"] > max(rec["dmcr"], 0)
+        base = g[g["variant"] == "baseline"].set_index("fold").sort_index()
+        ours = g[g["variant"] == "ours"].set_index("fold").reindex(base.index)
+        d = {met: 100 * (ours[met] - base[met]).to_numpy(dtype=float) for met in ("mcr", "scr")}
+        chance = int(base["at_chance"].astype(bool).sum())
+        rec = {"backbone": label(BACKBONE_LABELS, bb), "method": label(METHOD_LABELS, m), "folds": len(base),
+               "at chance in folds": f"{chance}/{len(base)}"}
+        calls = {}
+        for met in ("MCR", "SCR"):
+            x = d[met.lower()]
+            calls[met], ci = call(x)
+            rec.update({f"d{met} (pp)": float(np.mean(x)), f"d{met} 95% CI (pp)": ci,
+                        f"{met} up in folds": f"{int((x > 0).sum())}/{len(x)}", met: calls[met]})
+        more, _ = call(d["scr"] - d["mcr"])
+        rec["SCR up more than MCR"] = ("yes" if calls["SCR"] == "up" and more == "up" else
+                                       "no" if "down" in (calls["SCR"], more) else "inconclusive")
+        if chance:
+            rec.update({"MCR": "n/a", "SCR": "n/a", "SCR up more than MCR": "n/a"})
+        rec["note"] = M.AT_CHANCE if chance else ""
         out.append(rec)
     return pd.DataFrame(out)
 
 
 def verdict_text(verdicts: pd.DataFrame, profile: str) -> str:
-    """A short written verdict per claim, from `verdict` tables (with a `dataset` column)."""
+    """A short written verdict per claim, from `verdict` tables (with a `dataset` column).
+
+    Pairs at chance are listed and left out of the claims: they are not evidence for or against them.
+    """
     lines = []
+    live = verdicts[verdicts["note"] != M.AT_CHANCE]
     for ds, g in verdicts.groupby("dataset", sort=False):
-        n = len(g)
-        best = g.loc[g["dscr"].idxmax()]
-        lines.append(
-            f"- **{ds}**: the perturbation raised MCR for {int(g['MCR up'].sum())} of {n} (backbone, method) pairs "
-            f"(mean change {g['dmcr'].mean():+.2f} pp, from {g['dmcr'].min():+.2f} to {g['dmcr'].max():+.2f}) and "
-            f"raised SCR by more than MCR for {int(g['SCR up more than MCR'].sum())} of {n} (mean SCR change "
-            f"{g['dscr'].mean():+.2f} pp; largest {best['dscr']:+.2f} pp for {best['backbone']} {best['method']}).")
-    claim1 = bool(verdicts["MCR up"].all())
-    claim2 = bool(verdicts["SCR up more than MCR"].all())
-    lines.append(f"- Claim 1 (MCR rises for every baseline): **{'holds' if claim1 else 'does not hold'}** here. "
-                 f"Claim 2 (SCR rises more strongly): **{'holds' if claim2 else 'does not hold'}** for every pair.")
+        dead = g[g["note"] == M.AT_CHANCE]
+        g = g[g["note"] != M.AT_CHANCE]
+        text = f"- **{ds}**: "
+        if len(dead):
+            text += (f"{len(dead)} of {len(dead) + len(g)} (backbone, method) pairs have a model "
+                     f"{M.AT_CHANCE} ({', '.join(dead['backbone'] + ' ' + dead['method'])}). ")
+        if len(g):
+            n, mc, sc = len(g), g["MCR"].value_counts(), g["SCR up more than MCR"].value_counts()
+            best = g.loc[g["dSCR (pp)"].idxmax()]
+            text += (f"Of {n} pair(s), the perturbation raised MCR for {mc.get('up', 0)}, lowered it for "
+                     f"{mc.get('down', 0)}, inconclusive for {mc.get('inconclusive', 0)} (mean change "
+                     f"{g['dMCR (pp)'].mean():+.2f} pp, from {g['dMCR (pp)'].min():+.2f} to {g['dMCR (pp)'].max():+.2f}); "
+                     f"SCR rose more than MCR for {sc.get('yes', 0)}, not for {sc.get('no', 0)}, inconclusive for "
+                     f"{sc.get('inconclusive', 0)} (mean SCR change {g['dSCR (pp)'].mean():+.2f} pp; largest "
+                     f"{best['dSCR (pp)']:+.2f} pp for {best['backbone']} {best['method']}).")
+        lines.append(text.rstrip())
+
+    def claim(col, yes):
+        if live.empty:
+            return "no evidence either way (every model is at chance)"
+        if (live[col] == yes).all():
+            return "holds"
+        if live[col].isin(["down", "no"]).any():
+            return "does not hold"
+        return "inconclusive (not every pair moved the same way in every fold)"
+
+    lines.append(f"- Claim 1 (MCR rises for every baseline): **{claim('MCR', 'up')}** here. "
+                 f"Claim 2 (SCR rises more strongly): **{claim('SCR up more than MCR', 'yes')}** for every pair "
+                 f"not at chance.")
     if profile == "smoke":
         lines.append("- Smoke profile: synthetic data, a tiny CNN, few epochs and 2 folds. These numbers show that "
                      "every step runs; they are not evidence for or against the paper.")
     return "\n".join(lines)
+
