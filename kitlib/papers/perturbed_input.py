@@ -296,10 +296,9 @@ def verdict_text(verdicts: pd.DataFrame, profile: str) -> str:
         return "inconclusive (not every pair moved the same way in every fold)"
 
     lines.append(f"- Claim 1 (MCR rises for every baseline): **{claim('MCR', 'up')}** here. "
-                 f"Claim 2 (SCR rises more strongly): **{claim('SCR up more than MCR', 'yes')}** for every pair "
-                 f"not at chance.")
+                 f"Claim 2 (SCR rises more strongly): **{claim('SCR up more than MCR', 'yes')}**."
+                 + (" Pairs at chance are left out of both." if len(live) < len(verdicts) and len(live) else ""))
     if profile == "smoke":
         lines.append("- Smoke profile: synthetic data, a tiny CNN, few epochs and 2 folds. These numbers show that "
                      "every step runs; they are not evidence for or against the paper.")
     return "\n".join(lines)
-
