@@ -197,7 +197,7 @@ def inference_time(exp: Experiment, backbone: str, method: str, eps: float, T: f
                    n: int = 256, batch_size: int = 64, repeats: int = 3, train: dict | None = None) -> pd.DataFrame:
     """Seconds per image, plain vs perturbed, same model and test images, batched (median of `repeats`).
 
-    The times and ratios are text with 3 significant digits (e.g. "0.000123"), so they print alike
+    The times and ratios are text with 3 significant digits ("0.000123", "2.60"), so they print alike
     whatever float_format the table is written with.
     """
     run = exp.train(0, backbone, method, **(train or {}))
@@ -213,7 +213,7 @@ def inference_time(exp: Experiment, backbone: str, method: str, eps: float, T: f
     t = time_calls(fns, repeats, device)
     plain, pert = t["plain"] / len(x), t["perturbed"] / len(x)
     def sig3(x):
-        return np.format_float_positional(x, precision=3, unique=False, fractional=False, trim="-")
+        return f"{x:#.3g}".rstrip(".")  # 3 significant digits, trailing zeros kept: "0.000123", "2.60", "5.12e-05"
 
     return pd.DataFrame([{"backbone": label(BACKBONE_LABELS, backbone), "device": str(device), "batch": batch_size,
                           "plain_s_per_image": sig3(plain), "perturbed_s_per_image": sig3(pert),
