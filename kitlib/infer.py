@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
+from kitlib.progress import bar as progress_bar
 
 TTA = ("none", "flip")
 
@@ -95,7 +95,7 @@ def predict(model: nn.Module, data, tta: str = "none", batch_size: int = 256, de
     device = resolve_device(device) if device is not None else next(model.parameters()).device
     model.eval().to(device)
     out = []
-    for batch in tqdm(iter_batches(data, batch_size, num_workers), desc="predict", disable=not progress, leave=False):
+    for batch in progress_bar(iter_batches(data, batch_size, num_workers), desc="predict", progress=progress, leave=False):
         x = batch_images(batch).to(device, non_blocking=True)
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)

@@ -33,12 +33,12 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 from torch.utils.data import DataLoader, Sampler
-from tqdm.auto import tqdm
 
 from kitlib import metrics as M
 from kitlib.infer import autocast, predict, resolve_device
 from kitlib.methods import Method, build_method
 from kitlib.models import KitModel, create_model
+from kitlib.progress import bar as progress_bar
 from kitlib.samplers import build_sampler, shard
 
 REPO = Path(__file__).resolve().parents[1]
@@ -508,8 +508,8 @@ def fit(model: ModelSpec | dict, method: Method | str, train_set, val_set=None, 
         _atomic_json(config, run_dir / "config.json")
 
     iters = len(loader)
-    bar = tqdm(range(start, cfg.epochs), desc=f"{spec.name}/{method.name}", disable=not progress or rank != 0,
-               initial=start, total=cfg.epochs, leave=False)
+    bar = progress_bar(range(start, cfg.epochs), desc=f"{spec.name}/{method.name}", progress=progress and rank == 0,
+                       initial=start, total=cfg.epochs, leave=False)
     for epoch in bar:
         seed_everything(cfg.seed * 100003 + epoch)  # every epoch reproducible on its own, so resume is exact
         sampler.set_epoch(epoch)

@@ -302,3 +302,41 @@ def verdict_text(verdicts: pd.DataFrame, profile: str) -> str:
         lines.append("- Smoke profile: synthetic data, a tiny CNN, few epochs and 2 folds. These numbers show that "
                      "every step runs; they are not evidence for or against the paper.")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- notebook parameters
+def _parameters():
+    from kitlib import params as P
+    from kitlib.experiment import PROTOCOLS
+    from kitlib.methods import METHODS, TWO_STAGE
+    from kitlib.models import BACKBONES
+    from kitlib.perturb import MEASURES, SPACES
+    from kitlib.profiles import PROFILE_NAMES
+    from kitlib.train import SCHEDULES
+
+    methods = P.ListOf(P.Str(choices=[m for m in METHODS if m not in TWO_STAGE]))
+    backbones = P.ListOf(P.Str(choices=BACKBONES))
+    per_dataset, per_backbone = ("datasets",), ("backbones", "eps_backbones")
+    size = P.Optional(P.Int(lo=8))
+    return P.Schema(
+        profile=P.Str(choices=PROFILE_NAMES), device=P.DEVICE, out_dir=P.PATH,
+        datasets=P.ListOf(P.Str(what="a dataset name (python -m kitlib datasets) or a path to your data")),
+        dataset_options=P.DictOf(P.DictOf()),
+        image_size=P.PerKey(size, per_dataset, fallback=None, kind="dataset"),
+        crop=P.PerKey(size, per_dataset, fallback=None, kind="dataset"),
+        protocol=P.PerKey(P.Str(choices=PROTOCOLS), per_dataset, fallback="kfold", kind="dataset"),
+        folds=P.Int(lo=2), val_frac=P.Float(0, 1, lo_open=True, hi_open=True), seed=P.Int(lo=0),
+        backbones=backbones, eps_backbones=backbones, methods=methods, pretrained=P.Bool(),
+        model_width=P.Int(lo=1), epochs=P.Int(lo=1),
+        batch_size=P.PerKey(P.Int(lo=1), per_dataset, fallback=32, kind="dataset"),
+        lr=P.PerKey(P.Float(0, lo_open=True), per_backbone, fallback=0.01, kind="backbone"),
+        schedule=P.Str(choices=SCHEDULES), step_size=P.Int(lo=1), warmup_epochs=P.Float(0),
+        momentum=P.Float(0, 1, hi_open=True), weight_decay=P.Float(0),
+        eps=P.Either(P.Str(choices=["val"]), P.Float(0)), eps_grid=P.ListOf(P.Float(0)),
+        T=P.Float(0, lo_open=True), T_grid=P.ListOf(P.Float(0, lo_open=True)),
+        measures=P.ListOf(P.Str(choices=MEASURES)), ablation_methods=methods, space=P.Str(choices=SPACES),
+        timing_images=P.Int(lo=1), run_root=P.PATH,
+    )
+
+
+PARAMETERS = _parameters()
