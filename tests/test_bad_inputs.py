@@ -181,7 +181,10 @@ def test_notebooks_run_by_hand_or_by_nbval_never_write_into_results(tmp_path, mo
     monkeypatch.setenv(rep.RESULTS_ENV, str(tmp_path))
     assert rep.output_dir(None, "perturbed_input", "smoke") == tmp_path / "smoke" / "perturbed_input"
     monkeypatch.delenv(rep.RESULTS_ENV)
-    assert rep.output_dir(None, "perturbed_input", "smoke") == ROOT / "results" / "interactive" / "smoke" / "perturbed_input"
+    monkeypatch.setattr(rep, "REPO_ROOT", tmp_path / "repo")
+    got = rep.output_dir(None, "perturbed_input", "smoke")
+    assert got == tmp_path / "repo" / "results" / "interactive" / "smoke" / "perturbed_input" and got.is_dir()
+    assert "/results/interactive/" in (ROOT / ".gitignore").read_text()
     assert rep.output_dir(str(tmp_path / "x"), "p", "smoke") == tmp_path / "x"
     makefile = (ROOT / "Makefile").read_text()
     assert "KITLIB_RESULTS=$$out $(PY) -m pytest --nbval-lax notebooks/" in makefile
@@ -1000,3 +1003,26 @@ def test_a_built_wheel_holds_the_manifests(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     shipped = {Path(n).stem for n in names if n.startswith("kitlib/data/manifests/") and n.endswith(".yaml")}
     assert shipped == {p.stem for p in catalog.MANIFEST_DIR.glob("*.yaml")} and len(shipped) == 20
+
+
+@pytest.mark.slow
+def test_notebook_01_runs_on_a_folder_of_your_own_images(tmp_path):
+    arrays = make_synthetic(n=300, num_classes=3, ratio=4, size=16, seed=2)
+    folder = tmp_path / "my_lesions"
+    for i, (img, y) in enumerate(zip(arrays.images, arrays.labels)):
+        cls = folder / arrays.class_names[y]
+        cls.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(cls / f"img{i}.PNG")
+    (folder / ".DS_Store").write_text("hidden files are skipped")
+    out = tmp_path / "out"
+    rc = main(["reproduce", "perturbed_input", "--profile", "smoke", "--out", str(out), "--device", "cpu",
+               "--no-progress", "-p", f"datasets=[{folder}]", "-p", "image_size=16", "-p", "epochs=2",
+               "-p", "methods=[ce]", "-p", "ablation_methods=[ce]", "-p", "T_grid=[1000]", "-p", "eps_grid=[0, 0.01]",
+               "-p", "timing_images=8", "-p", f"run_root={tmp_path / 'runs'}"])
+    result = out / "smoke" / "perturbed_input"
+    assert rc == 0, (out / "smoke" / "perturbed_input.failed" / "run.json").read_text()
+    t2 = pd.read_csv(result / "table2_ours_my_lesions.csv")  # tables named after the folder
+    assert set(t2["row"]) == {"TinyCNN|CE", "TinyCNN|CE+ours"}
+    record = json.loads((result / "record.json").read_text())
+    assert record["config"]["datasets"] == [str(folder)] and record["config"]["batch_size"][str(folder)] == 32
+    assert rep.verify_result(result) == []
