@@ -1,4 +1,4 @@
-"""Command line of kitlib: datasets, fetch NAME, reproduce [PAPER ...], verify DIR ...
+"""Command line of kitlib: datasets, fetch NAME, reproduce [PAPER ...], verify DIR ..., claims
 
 Exit codes: 0 success; 1 a notebook failed, a dataset could not be fetched, a manifest is invalid or a
 result is not whole; 2 bad usage (unknown paper, profile or parameter, a parameter out of range, an
@@ -7,6 +7,7 @@ unwritable --out) or no notebook to run, before anything runs.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import sys
 
 from kitlib import profiles
@@ -79,8 +80,28 @@ def cmd_verify(args) -> int:
     return 1 if bad else 0
 
 
+def cmd_claims(args) -> int:
+    """Print every claim of every paper that has run (one page per profile) and write <out>/<profile>/CLAIMS.md."""
+    from kitlib import claims
+    from kitlib.report import atomic_write_text
+
+    root = Path(args.out)
+    wanted = [args.profile] if args.profile else [p for p in profiles.PROFILE_NAMES if (root / p).is_dir()]
+    if not wanted:
+        print(f"claims: no results under {root} yet; run: python -m kitlib reproduce --profile laptop", file=sys.stderr)
+        return 1
+    for profile in wanted:
+        table, problems = claims.collect(root, profile)
+        page = claims.claims_page(table, profile, problems)
+        print(page)
+        if (root / profile).is_dir():
+            atomic_write_text(root / profile / "CLAIMS.md", page)
+            print(f"(written to {root / profile / 'CLAIMS.md'})\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argparse parser with the three sub-commands."""
+    """The argparse parser with its sub-commands."""
     from kitlib.reproduce import PAPERS
 
     parser = argparse.ArgumentParser(prog="python -m kitlib", description=__doc__.splitlines()[0])
@@ -119,6 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="check that result folders are whole (files and checksums of run.json)")
     p.add_argument("folders", nargs="+", metavar="DIR", help="result folders, e.g. results/smoke/perturbed_input")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("claims", help="one page: every claim of every paper that has run, with verdict and interval",
+                       description="Gather <out>/<profile>/<paper>/claims.csv of every whole result, print them "
+                       "and write <out>/<profile>/CLAIMS.md.")
+    p.add_argument("--profile", default=None, choices=profiles.PROFILE_NAMES,
+                   help="one profile (default: every profile with results)")
+    p.add_argument("--out", default="results", help="results root (default: ./results)")
+    p.set_defaults(func=cmd_claims)
     return parser
 
 
