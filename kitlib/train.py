@@ -78,6 +78,11 @@ class TrainConfig:
     cycle_epochs, annealed towards min_lr), "plateau" (x gamma after `patience` epochs without a better
     validation score), "constant".
     select_metric: best-on-validation selection by this kitlib.metrics key (None: keep the last epoch).
+    select: which epoch's weights the run keeps, stated explicitly: "best" (the best validation score by
+        select_metric; needs a validation set and a select_metric) or "last" (the last epoch; validation
+        is still scored and logged when select_metric is set). None (default) = the implicit rule above
+        (best when there is a validation set and a select_metric, else last); left out of the run's
+        identity, so runs cached before this field existed keep their hash.
     """
 
     epochs: int = 10
@@ -95,6 +100,7 @@ class TrainConfig:
     patience: int = 5
     warmup_epochs: float = 0.0
     select_metric: str | None = "mcr"
+    select: str | None = None  # "best" | "last" | None (implicit: best with a val set and a select_metric)
     eval_every: int = 1
     seed: int = 0
     freeze_backbone: bool = False  # decoupled second stage: only the head trains
@@ -146,6 +152,10 @@ class TrainConfig:
             bad("nesterov", "False unless optimizer='sgd' with momentum > 0")
         if self.select_metric is not None and (not isinstance(self.select_metric, str) or not self.select_metric):
             bad("select_metric", "None or a kitlib.metrics key such as 'mcr'")
+        if self.select not in (None, "best", "last"):
+            bad("select", "None, 'best' (best validation epoch by select_metric) or 'last' (last epoch)")
+        if self.select == "best" and not self.select_metric:
+            bad("select", "'last' or None when select_metric is None ('best' needs a select_metric)")
         if not isinstance(self.device, (str, torch.device)):
             bad("device", "a string such as 'auto', 'cpu', 'cuda' or 'cuda:1'")
         if self.device != "auto":
@@ -155,7 +165,10 @@ class TrainConfig:
                 bad("device", "'auto', 'cpu', 'cuda' or 'cuda:N'")
 
     def identity(self) -> dict:
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in self.RUNTIME}
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k not in self.RUNTIME}
+        if out["select"] is None:  # the implicit rule: same identity as before `select` existed
+            del out["select"]
+        return out
 
 
 @dataclass
@@ -428,6 +441,9 @@ def fit(model: ModelSpec | dict, method: Method | str, train_set, val_set=None, 
         if cfg.select_metric not in known:
             raise ValueError(f"TrainConfig.select_metric {cfg.select_metric!r} is not a kitlib.metrics key; "
                              f"known: {known}")
+    if cfg.select == "best" and val_set is None:
+        raise ValueError("TrainConfig.select='best' needs a validation set (val_set is None); "
+                         "give one or set select='last'")
     config = {
         "model": dataclasses.asdict(spec),
         "method": method.config(),
@@ -572,7 +588,7 @@ def fit(model: ModelSpec | dict, method: Method | str, train_set, val_set=None, 
             dist.broadcast(t, 0)
             score = None if math.isnan(t.item()) else t.item()
         sched.observe(score)
-        if score is not None and (best["score"] is None or score > best["score"]):
+        if score is not None and cfg.select != "last" and (best["score"] is None or score > best["score"]):
             best = {"epoch": epoch, "score": score, "state": _cpu_state(net), "extras": [_cpu_state(m) for m in extras]}
         history.append(logs)
         if rank == 0:
@@ -583,8 +599,10 @@ def fit(model: ModelSpec | dict, method: Method | str, train_set, val_set=None, 
         for cb in callbacks:
             cb(epoch, logs)
 
-    if best["state"] is None:  # no validation-based selection: keep the last epoch
-        best = {"epoch": cfg.epochs - 1, "score": None, "state": _cpu_state(net), "extras": [_cpu_state(m) for m in extras]}
+    if best["state"] is None:  # select="last", or no validation-based selection: keep the last epoch
+        last_score = history[-1].get(f"val_{cfg.select_metric}") if history and cfg.select_metric else None
+        best = {"epoch": cfg.epochs - 1, "score": None if last_score is None else float(last_score),
+                "state": _cpu_state(net), "extras": [_cpu_state(m) for m in extras]}
     if rank == 0:
         _atomic_torch_save({"model": best["state"], "extras": best["extras"], "history": history,
                             "best_epoch": best["epoch"], "best_score": best["score"], "config": config}, final)
