@@ -39,7 +39,7 @@ from kitlib.infer import autocast, predict, resolve_device
 from kitlib.methods import Method, build_method
 from kitlib.models import KitModel, create_model
 from kitlib.progress import bar as progress_bar
-from kitlib.samplers import build_sampler, shard
+from kitlib.samplers import ClassAwareBatchSampler, build_sampler, shard
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -394,6 +394,12 @@ def _to_device(batch, device, channels_last):
     return batch
 
 
+CLASS_AWARE = "class_aware"
+"""Method.sampler name of the class-aware batch sampler (kitlib.samplers.ClassAwareBatchSampler): every batch
+holds batch_size // C items of each class (the contrastive code's "balance" batches); sampler_kwargs may
+give classes_per_batch."""
+
+
 def _with_views(dataset, views: int):
     """The train set yielding `views` augmented views per sample (SupCon needs 2)."""
     if views == getattr(dataset, "views", 1):
@@ -488,6 +494,13 @@ def fit(model: ModelSpec | dict, method: Method | str, train_set, val_set=None, 
     labels = np.asarray(train_set.labels)
 
     def loader_for(sampler_name, sampler_kwargs, seed):
+        if sampler_name == CLASS_AWARE:  # whole batches with batch_size // C items of each class
+            # each process draws its own batches (seed by rank); N // batch_size global steps per epoch
+            s = ClassAwareBatchSampler(labels, batch_size=cfg.batch_size // world, seed=seed + 104729 * rank,
+                                       num_batches=max(1, len(labels) // cfg.batch_size), **sampler_kwargs)
+            dl = DataLoader(train_set, batch_sampler=s, num_workers=cfg.num_workers,
+                            pin_memory=device.type == "cuda", persistent_workers=cfg.num_workers > 0)
+            return s, dl
         s = build_sampler(sampler_name, labels, seed=seed, **sampler_kwargs)
         if world > 1:
             s = _ShardedSampler(s, rank, world)

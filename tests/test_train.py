@@ -142,3 +142,23 @@ def test_select_best_or_last_is_explicit(sets, tmp_path):
         cfg(select="best", select_metric=None)
     with pytest.raises(ValueError, match="select='best' needs a validation set"):
         fit(SPEC, "ce", train, None, cfg(select="best"), run_root=tmp_path, progress=False)
+
+
+def test_class_aware_batches_reach_fit(sets, tmp_path):
+    """Method.sampler = "class_aware": every training batch holds batch_size // C items of each class."""
+    from kitlib.methods import Method
+
+    seen = []
+
+    class Balanced(Method):
+        name = "test_class_aware"
+        sampler = "class_aware"
+
+        def loss(self, model, batch, epoch):
+            seen.append(torch.bincount(batch["label"].cpu(), minlength=4).tolist())
+            return super().loss(model, batch, epoch)
+
+    train, val = sets
+    run = fit(SPEC, Balanced(), train, val, cfg(epochs=1, batch_size=34), run_root=tmp_path, progress=False)
+    assert seen and all(c == [8, 8, 8, 8] for c in seen)           # 34 // 4 = 8 per class
+    assert len(seen) == len(train) // 34 and len(run.history) == 1
