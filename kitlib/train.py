@@ -520,7 +520,7 @@ def fit(model: ModelSpec | dict, method: Method | str, train_set, val_set=None, 
     if world > 1:
         ddp_net = nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=cfg.freeze_backbone)
+            find_unused_parameters=cfg.freeze_backbone or getattr(method, "unused_parameters", False))
 
     start, history, best = 0, [], {"epoch": -1, "score": None, "state": None, "extras": None}
     loss0 = None  # first batch loss of the run: the yardstick of an exploding loss
