@@ -61,6 +61,40 @@ PROFILES: dict[str, dict[str, dict]] = {
     },
 }
 
+PROFILES["contrastive"] = {
+    # two synthetic sets (7 and 5 classes) standing in for ISIC 2018 and APTOS 2019, a tiny CNN, 3 epochs, 3 seeds
+    "smoke": {},
+    # HAM10000 (= ISIC 2018) at 32 px and RetinaMNIST (28 px) as the APTOS 2019 stand-in, a small CNN, 3 seeds
+    "laptop": {
+        "datasets": {"ISIC2018": "skin7", "APTOS2019": "retinamnist"},
+        "dataset_options": {"ISIC2018": {"size": 32}, "APTOS2019": {}},
+        "image_size": {"ISIC2018": 32, "APTOS2019": 28},
+        "model_width": 16,
+        "epochs": {"ISIC2018": 4, "APTOS2019": 12},
+        "batch_size": 128,
+        "stage2_epochs": 4,
+        "stage2_batch_size": 256,
+        "temperatures": [0.05, 1.0],
+        "tsne_points": 1000,
+    },
+    # Sect. 4.3: ResNet50 from scratch, 256 px with random 224 crops, SGD lr 0.1 cosine to 1e-4, wd 1e-4, batch
+    # 192; 1000 epochs on ISIC (2000 on APTOS), resampled runs the same number of updates; head: lr 1 -> 1e-4,
+    # batch 512; Table 3's five temperatures
+    "paper": {
+        "datasets": {"ISIC2018": "skin7", "APTOS2019": "aptos2019"},
+        "dataset_options": {"ISIC2018": {"size": 256}, "APTOS2019": {"size": 256}},
+        "image_size": {"ISIC2018": 256, "APTOS2019": 256},
+        "crop": {"ISIC2018": 224, "APTOS2019": 224},
+        "backbone": "resnet50",
+        "epochs": {"ISIC2018": 1000, "APTOS2019": 2000},
+        "batch_size": 192,
+        "stage2_epochs": 100,  # "same settings" as stage 1 but under an hour on one GPU: epochs not stated
+        "stage2_batch_size": 512,
+        "temperatures": [0.01, 0.05, 0.1, 0.5, 1.0],
+        "tsne_points": 2000,
+    },
+}
+
 
 def get(paper: str, profile: str) -> dict:
     """Parameters for `paper` at `profile` (a deep copy; always includes `profile`)."""
