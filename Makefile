@@ -15,7 +15,7 @@ LAB_STAMP := $(VENV)/.kitlib-lab.stamp
 help:
 	@echo "make reproduce   every paper notebook at the smoke profile -> results/smoke/<paper>/"
 	@echo "make test        unit tests (tests/) then the notebooks under nbval (--nbval-lax)"
-	@echo "make lab         install JupyterLab into $(VENV) and start it"
+	@echo "make lab         install JupyterLab into $(VENV), keep notebook outputs out of git (nbstripout), start it"
 	@echo "make venv        only create/update $(VENV)"
 
 reproduce: $(STAMP)
@@ -34,7 +34,10 @@ test: $(STAMP)
 		echo "no notebooks/*.ipynb: nbval pass skipped"; \
 	fi
 
+# nbstripout as a git filter: whatever JupyterLab autosaves into notebooks/, git sees (and commits) the notebook
+# without outputs (.gitattributes names the filter; this registers it in .git/config).
 lab: $(LAB_STAMP)
+	$(VENV)/bin/nbstripout --install
 	$(VENV)/bin/jupyter lab
 
 venv: $(STAMP)

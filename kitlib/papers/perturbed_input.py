@@ -520,7 +520,7 @@ def _parameters():
     per_dataset, per_backbone = ("datasets",), ("backbones", "eps_backbones")
     size = P.Optional(P.Int(lo=8))
     return P.Schema(
-        profile=P.Str(choices=PROFILE_NAMES), device=P.DEVICE, out_dir=P.PATH,
+        PAPER, profile=P.Str(choices=PROFILE_NAMES), overrides=P.DictOf(), device=P.DEVICE, out_dir=P.PATH,
         datasets=P.ListOf(P.Str(what="a dataset name (python -m kitlib datasets) or a path to your data")),
         dataset_options=P.DictOf(P.DictOf()),
         image_size=P.PerKey(size, per_dataset, fallback=None, kind="dataset"),
