@@ -526,10 +526,13 @@ def plot_curves(
     title: str | None = None,
     xlabel: str | None = None,
     ylabel: str | None = None,
+    band: bool | None = None,
 ):
-    """Line plot of ``y`` against ``x``, one line per ``hue`` (and dash ``style``); e.g. ε sweeps.
+    """Line plot of ``y`` against ``x``, one line per ``hue``, each with its own colour and marker (and dash
+    ``style``); e.g. ε sweeps.
 
-    Several rows per (x, hue) are averaged with a ±1 std band (deterministic, no bootstrap).
+    Several rows per (x, hue) are averaged; ``band`` draws a ±1 std band around each line (deterministic, no
+    bootstrap); by default only when there are at most 3 lines, since more bands hide each other.
     ``baselines`` maps a hue value to a y value drawn as a dashed horizontal line in that hue's
     colour (e.g. the model without perturbation). Axis labels default to the column names: pass
     ``xlabel`` / ``ylabel`` with units. Returns the figure (legend outside the axes).
@@ -547,10 +550,13 @@ def plot_curves(
             levels.append(key)
     palette = dict(zip(levels, _palette(len(levels))))
     fig, ax = plt.subplots(figsize=(6.0, 3.8))
+    hues = list(pd.unique(df[hue]))
+    if band is None:
+        band = len(hues) <= 3
     sns.lineplot(
-        data=df, x=x, y=y, hue=hue, style=style, palette={k: palette[k] for k in pd.unique(df[hue])},
-        hue_order=list(pd.unique(df[hue])), markers=True, dashes=style is not None,
-        errorbar="sd", ax=ax,
+        data=df, x=x, y=y, hue=hue, style=style or hue, palette={k: palette[k] for k in hues},
+        hue_order=hues, markers=True, dashes=style is not None, markersize=7,
+        errorbar="sd" if band else None, ax=ax,
     )
     for key, value in (baselines or {}).items():
         ax.axhline(float(value), color=palette[key], linestyle="--", linewidth=1.2,

@@ -14,6 +14,15 @@ from kitlib import report
 from kitlib.experiment import Experiment
 from kitlib.infer import POSTHOC, logit_adjust, predict, resolve_device, tau_normalize, time_calls
 from kitlib.perturb import choose_eps, predict_perturbed, predict_perturbed_grid
+from kitlib.progress import bar
+
+
+def _work(desc: str, *axes):
+    """Every combination of the axes (backbones, methods, splits, ...) under one progress bar (left behind: none)."""
+    import itertools
+
+    combos = list(itertools.product(*axes))
+    return bar(combos, desc=desc, leave=False)
 
 PAPER = "perturbed_input"
 METHOD_LABELS = {"ce": "CE", "rs": "RS", "rw": "RW", "focal": "FL", "drs": "DRS", "ldam_drw": "LDAM-DRW"}
@@ -83,7 +92,7 @@ def select_eps(exp: Experiment, backbone: str, eps_grid, method: str = "ce", T: 
     Returns (best eps, DataFrame: column eps, then every kitlib.metrics key averaged over folds, in percent).
     """
     tables = []
-    for sp in exp.splits:
+    for sp in bar(exp.splits, desc="choose eps", leave=False):
         run = exp.train(sp.fold, backbone, method, **(train or {}))
         val = torch.utils.data.TensorDataset(exp.images(sp.fold, "val"), torch.as_tensor(exp.labels(sp.fold, "val")))
         _, tab = choose_eps(run.model, torch.utils.data.DataLoader(val, batch_size=256), exp.train_counts(sp.fold),
@@ -127,7 +136,7 @@ def select_posthoc(exp: Experiment, backbone: str, kind: str, grid, method: str 
     Returns (best tau, DataFrame: column tau, then mcr / scr averaged over folds, in percent).
     """
     rows = []
-    for sp in exp.splits:
+    for sp in bar(exp.splits, desc=f"choose tau ({kind})", leave=False):
         run = exp.train(sp.fold, backbone, method, **(train or {}))
         for tau in sorted(set(float(t) for t in grid)):
             mets = exp.evaluate(posthoc_probs(exp, run, sp.fold, "val", kind, tau, amp), sp.fold, "val")
@@ -149,22 +158,20 @@ def run_table2(exp: Experiment, backbones, methods, eps: float, T: float = 1000.
     (kitlib.metrics.at_chance; the same for every variant, it is a property of the model).
     """
     rows = []
-    for bb in backbones:
-        for m in methods:
-            for sp in exp.splits:
-                run = exp.train(sp.fold, bb, m, **(train_by_backbone or {}).get(bb, {}))
-                test = exp.images(sp.fold)
-                plain = exp.predict(run, sp.fold, amp=amp)
-                chance = (M.at_chance(exp.labels(sp.fold), plain)
-                          or M.at_chance(exp.labels(sp.fold, "val"), exp.predict(run, sp.fold, "val", amp=amp)))
-                variants = {"baseline": plain, "ours": predict_perturbed(
-                    run.model, test, exp.train_counts(sp.fold), eps, T=T, measure=measure, space=space,
-                    **_pixel_stats(exp, space), batch_size=BATCH, progress=False, amp=amp)}
-                for kind, tau in (posthoc or {}).items():
-                    variants[kind] = posthoc_probs(exp, run, sp.fold, "test", kind, tau, amp)
-                for variant, probs in variants.items():
-                    rows.append({"backbone": bb, "method": m, "variant": variant, "fold": sp.fold,
-                                 "at_chance": chance, **exp.evaluate(probs, sp.fold)})
+    for bb, m, sp in _work("Table 2", backbones, methods, exp.splits):
+        run = exp.train(sp.fold, bb, m, **(train_by_backbone or {}).get(bb, {}))
+        test = exp.images(sp.fold)
+        plain = exp.predict(run, sp.fold, amp=amp)
+        chance = (M.at_chance(exp.labels(sp.fold), plain)
+                  or M.at_chance(exp.labels(sp.fold, "val"), exp.predict(run, sp.fold, "val", amp=amp)))
+        variants = {"baseline": plain, "ours": predict_perturbed(
+            run.model, test, exp.train_counts(sp.fold), eps, T=T, measure=measure, space=space,
+            **_pixel_stats(exp, space), batch_size=BATCH, progress=False, amp=amp)}
+        for kind, tau in (posthoc or {}).items():
+            variants[kind] = posthoc_probs(exp, run, sp.fold, "test", kind, tau, amp)
+        for variant, probs in variants.items():
+            rows.append({"backbone": bb, "method": m, "variant": variant, "fold": sp.fold,
+                         "at_chance": chance, **exp.evaluate(probs, sp.fold)})
     return pd.DataFrame(rows)
 
 
@@ -269,22 +276,20 @@ def sweep(exp: Experiment, backbones, methods, eps_grid=None, T_grid=None, eps: 
     if (eps_grid is None) == (T_grid is None):
         raise ValueError("give exactly one of eps_grid or T_grid")
     rows = []
-    for bb in backbones:
-        for m in methods:
-            for sp in exp.splits:
-                run = exp.train(sp.fold, bb, m, **(train_by_backbone or {}).get(bb, {}))
-                test, counts = exp.images(sp.fold), exp.train_counts(sp.fold)
-                kw = dict(measure=measure, space=space, **_pixel_stats(exp, space), batch_size=BATCH, progress=False)
-                if eps_grid is not None:
-                    grid = sorted(set(eps_grid))
-                    probs = predict_perturbed_grid(run.model, test, counts, grid, T=T, **kw)
-                    points = [("eps", e, p) for e, p in zip(grid, probs)]
-                else:
-                    points = [("T", t, predict_perturbed(run.model, test, counts, eps, T=t, **kw)) for t in T_grid]
-                for x, v, p in points:
-                    mets = exp.evaluate(p, sp.fold)
-                    rows.append({"backbone": bb, "method": label(METHOD_LABELS, m), "fold": sp.fold, x: v,
-                                 "mcr": 100 * mets["mcr"], "scr": 100 * mets["scr"]})
+    for bb, m, sp in _work("eps sweep" if eps_grid is not None else "T sweep", backbones, methods, exp.splits):
+        run = exp.train(sp.fold, bb, m, **(train_by_backbone or {}).get(bb, {}))
+        test, counts = exp.images(sp.fold), exp.train_counts(sp.fold)
+        kw = dict(measure=measure, space=space, **_pixel_stats(exp, space), batch_size=BATCH, progress=False)
+        if eps_grid is not None:
+            grid = sorted(set(eps_grid))
+            probs = predict_perturbed_grid(run.model, test, counts, grid, T=T, **kw)
+            points = [("eps", e, p) for e, p in zip(grid, probs)]
+        else:
+            points = [("T", t, predict_perturbed(run.model, test, counts, eps, T=t, **kw)) for t in T_grid]
+        for x, v, p in points:
+            mets = exp.evaluate(p, sp.fold)
+            rows.append({"backbone": bb, "method": label(METHOD_LABELS, m), "fold": sp.fold, x: v,
+                         "mcr": 100 * mets["mcr"], "scr": 100 * mets["scr"]})
     return pd.DataFrame(rows)
 
 
@@ -294,17 +299,16 @@ def measure_ablation(exp: Experiment, backbone: str, methods, eps: float, measur
     """The difference-measure ablation: (table: MCR/SCR in percent, mean (std) over folds per method and
     measure; rows: one per method, measure and fold, for the effects)."""
     rows = []
-    for m in methods:
-        for sp in exp.splits:
-            run = exp.train(sp.fold, backbone, m, **(train or {}))
-            test, counts = exp.images(sp.fold), exp.train_counts(sp.fold)
-            rows.append({"method": label(METHOD_LABELS, m), "measure": "none (baseline)", "fold": sp.fold,
-                         **_pct(exp.evaluate(exp.predict(run, sp.fold, amp=amp), sp.fold))})
-            for meas in measures:
-                p = predict_perturbed(run.model, test, counts, eps, T=T, measure=meas, space=space,
-                                      **_pixel_stats(exp, space), batch_size=BATCH, progress=False, amp=amp)
-                rows.append({"method": label(METHOD_LABELS, m), "measure": meas, "fold": sp.fold,
-                             **_pct(exp.evaluate(p, sp.fold))})
+    for m, sp in _work("measure ablation", methods, exp.splits):
+        run = exp.train(sp.fold, backbone, m, **(train or {}))
+        test, counts = exp.images(sp.fold), exp.train_counts(sp.fold)
+        rows.append({"method": label(METHOD_LABELS, m), "measure": "none (baseline)", "fold": sp.fold,
+                     **_pct(exp.evaluate(exp.predict(run, sp.fold, amp=amp), sp.fold))})
+        for meas in measures:
+            p = predict_perturbed(run.model, test, counts, eps, T=T, measure=meas, space=space,
+                                  **_pixel_stats(exp, space), batch_size=BATCH, progress=False, amp=amp)
+            rows.append({"method": label(METHOD_LABELS, m), "measure": meas, "fold": sp.fold,
+                         **_pct(exp.evaluate(p, sp.fold))})
     df = pd.DataFrame(rows)
     agg = M.aggregate(df, by=["method", "measure"], metrics=["MCR", "SCR"])
     agg["value"] = [M.format_mean_std(a, b if n > 1 else None, scale=1) for a, b, n in zip(agg["mean"], agg["std"], agg["n"])]
