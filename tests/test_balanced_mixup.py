@@ -196,3 +196,65 @@ def test_predict_arrays_on_an_external_set_with_the_same_classes(tmp_path):
     wrong = make_synthetic(n=60, size=12, seed=5, num_classes=4, ratio=4)
     with pytest.raises(ValueError, match="same classes"):
         exp.predict_arrays(run, wrong)
+
+
+# --------------------------------------------------------------------------- paper module and notebook
+def test_paper_helpers_parse_backbones_and_subsample():
+    from kitlib.papers import balanced_mixup as bm
+
+    assert bm.parse_backbone("tiny_cnn@16") == ("tiny_cnn", {"width": 16})
+    assert bm.parse_backbone("resnext50_bit") == ("resnext50_bit", {})
+    assert bm.backbone_label("tiny_cnn@8") == "TinyCNN-w8"
+    with pytest.raises(ValueError, match="width"):
+        bm.parse_backbone("resnet18@4")
+    arrays = make_synthetic(n=400, size=8, seed=0, num_classes=4, ratio=20)
+    sub = bm.subsample(arrays, 100, seed=0)
+    assert abs(len(sub) - 100) <= 4 and (sub.class_counts() >= 1).all()
+    assert np.allclose(sub.class_counts() / len(sub), arrays.class_counts() / len(arrays), atol=0.03)
+    grid = bm.method_grid(["rs", "ce"], [0.1], focal_gamma=1.0)
+    assert grid == [("class-sampling", "rs", {}), ("instance-sampling", "ce", {}),
+                    ("BalancedMixUp-a0.1", "balanced_mixup", {"alpha": 0.1, "form": "text", "lam_per": "batch"})]
+
+
+@pytest.mark.parametrize("name, value", [("alphas", [0.1, 0.0]), ("mix_form", "eq2"), ("backbones", ["tiny_cnn"]),
+                                         ("baselines", ["ldam"]), ("cb_beta", 1.0), ("dr_select", "kappa")])
+def test_bad_notebook_parameters_name_the_parameter(name, value):
+    from kitlib.params import ParameterError
+    from kitlib.papers import balanced_mixup as bm
+    from kitlib.reproduce import default_notebooks_dir, find_notebook, notebook_defaults
+
+    values = notebook_defaults(find_notebook("balanced_mixup", default_notebooks_dir()))
+    bm.PARAMETERS.check(values)  # the notebook's own defaults pass
+    with pytest.raises(ParameterError, match=name):
+        bm.PARAMETERS.check({**values, name: value})
+
+
+def test_reproduce_balanced_mixup_smoke_writes_every_table_figure_and_claim(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from kitlib.claims import VERDICTS
+    from kitlib.cli import main
+
+    rc = main(["reproduce", "balanced_mixup", "--profile", "smoke", "--out", str(tmp_path), "--device", "cpu",
+               "--no-progress", "-p", "epochs=1", "-p", "alphas=[0.1, 0.2]", "-p", "baselines=[rs, ce]",
+               "-p", f"run_root={tmp_path / 'runs'}"])
+    out = tmp_path / "smoke" / "balanced_mixup"
+    assert rc == 0, (out / "run.json").read_text() if (out / "run.json").exists() else "no run.json"
+    for t in ["dataset_statistics", "table1_ours", "table1_paper_vs_ours", "table2", "table3_ours",
+              "table3_paper_vs_ours", "fig3_drawn_lambdas", "effects", "claims"]:
+        assert (out / f"{t}.csv").stat().st_size > 0 and (out / f"{t}.md").stat().st_size > 0, t
+    for f in ["fig1_class_histograms", "fig3_beta", "alpha_sensitivity_dr", "alpha_sensitivity_gi"]:
+        assert (out / f"{f}.png").stat().st_size > 1000 and (out / f"{f}.pdf").stat().st_size > 1000, f
+    claims = pd.read_csv(out / "claims.csv")
+    assert len(claims) == 11 and set(claims["verdict"]) <= set(VERDICTS) and claims["claim_id"].is_unique
+    t1 = pd.read_csv(out / "table1_ours.csv")
+    assert len(t1) == 2 * 4 and {"quad-κ", "MCC", "Kendall-τ"} <= set(t1.columns)  # 2 backbones x 4 methods
+    runs = pd.read_csv(out / "table1_runs.csv")
+    assert set(runs["part"]) == {"test", "external"}  # Table 2: the same models on the external set
+    drawn = pd.read_csv(out / "fig3_drawn_lambdas.csv")
+    assert set(drawn["alpha"]) == {0.1, 0.2} and (drawn["count"] > 0).all()
+    side = pd.read_csv(out / "table1_paper_vs_ours.csv", keep_default_na=False)
+    assert (side["diff"] == "").all()  # synthetic data and TinyCNNs: no diff against the paper's numbers
+    assert json.loads((out / "run.json").read_text())["status"] == "ok"
