@@ -162,8 +162,10 @@ class Experiment:
                    self.dataset(fold, "val"), self.config(**train_overrides), run_root=self.run_root,
                    progress=self.progress)
 
-    def predict(self, run: TrainedRun, fold: int, part: str = "test", tta: str = "none") -> np.ndarray:
-        return predict(run.model, self.images(fold, part), tta=tta, batch_size=256)
+    def predict(self, run: TrainedRun, fold: int, part: str = "test", tta: str = "none",
+                amp: bool = True) -> np.ndarray:
+        """Probabilities of one fold's split; amp: bfloat16 autocast on CUDA (a no-op on CPU)."""
+        return predict(run.model, self.images(fold, part), tta=tta, batch_size=256, amp=amp)
 
     def predict_arrays(self, run: TrainedRun, arrays: ImageArrays, tta: str = "none") -> np.ndarray:
         """Probabilities (N, C) of `run` on every image of another dataset (an external test set, no retraining),

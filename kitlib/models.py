@@ -166,14 +166,30 @@ def _load_pretrained(net: nn.Module, name: str) -> None:
     net.load_state_dict(state)
 
 
-def _small_stem(name: str, net: nn.Module) -> None:
-    """Stride-1 3x3 first convolution and no early max-pool, for 28-64 px inputs."""
+SMALL_STEMS = ("keep", "new")
+
+
+def _small_stem(name: str, net: nn.Module, stem: str = "keep") -> None:
+    """No early downsampling, for 28-64 px inputs: the first convolution at stride 1 and no early max-pool.
+
+    stem="keep": the first convolution keeps its kernel (7x7 for ResNet/DenseNet) and so its pretrained
+    ImageNet filters; only its stride becomes 1. stem="new": a fresh 3x3 stride-1 convolution (the CIFAR
+    ResNet stem; pretrained stem filters are lost). MobileNetV2 and VGG19 keep their weights either way
+    (only strides / pools change).
+    """
+    if stem not in SMALL_STEMS:
+        raise ValueError(f"small_stem must be one of {SMALL_STEMS}, got {stem!r}")
     if name.startswith(("resnet", "resnext")):
-        net.conv1 = nn.Conv2d(3, net.conv1.out_channels, 3, 1, 1, bias=False)
+        if stem == "new":
+            net.conv1 = nn.Conv2d(3, net.conv1.out_channels, 3, 1, 1, bias=False)
+        else:
+            net.conv1.stride = (1, 1)
         net.maxpool = nn.Identity()
     elif name.startswith("densenet"):
-        c = net.features.conv0.out_channels
-        net.features.conv0 = nn.Conv2d(3, c, 3, 1, 1, bias=False)
+        if stem == "new":
+            net.features.conv0 = nn.Conv2d(3, net.features.conv0.out_channels, 3, 1, 1, bias=False)
+        else:
+            net.features.conv0.stride = (1, 1)
         net.features.pool0 = nn.Identity()
     elif name == "mobilenet_v2":
         net.features[0][0].stride = (1, 1)
@@ -185,11 +201,12 @@ def _small_stem(name: str, net: nn.Module) -> None:
 
 
 def create_model(name: str, num_classes: int, pretrained: bool = False, small_input: bool = False,
-                 head: str = "linear", width: int = 32) -> KitModel:
+                 head: str = "linear", width: int = 32, small_stem: str = "keep") -> KitModel:
     """Build a backbone by name (see BACKBONES) with a fresh head for `num_classes`.
 
     pretrained: load torchvision's ImageNet weights (from the local cache; a clear error when offline).
-    small_input: replace the stem for 28-64 px images (the pretrained stem conv is then re-initialised).
+    small_input: no early downsampling for 28-64 px images (see `_small_stem`; small_stem "keep" keeps the
+        pretrained first-convolution filters at stride 1, "new" replaces them by a fresh 3x3 convolution).
     head: "linear" or "cosine" (LDAM's normalised classifier).
     """
     if name not in BACKBONES:
@@ -206,7 +223,7 @@ def create_model(name: str, num_classes: int, pretrained: bool = False, small_in
     if pretrained:
         _load_pretrained(net, base)  # BiT variants: ImageNet conv weights, norm affine parameters kept
     if small_input:
-        _small_stem(name, net)
+        _small_stem(name, net, small_stem)
     if name in BIT_BACKBONES:
         bit_modify(net)
     if name.startswith(("resnet", "resnext")):

@@ -54,10 +54,12 @@ class ModelSpec:
     small_input: bool = False
     head: str = "linear"
     width: int = 32  # tiny_cnn only
+    small_stem: str = "keep"  # with small_input: "keep" the first conv's (pretrained) filters at stride 1, or "new"
 
     def build(self) -> KitModel:
         return create_model(self.name, self.num_classes, pretrained=self.pretrained,
-                            small_input=self.small_input, head=self.head, width=self.width)
+                            small_input=self.small_input, head=self.head, width=self.width,
+                            small_stem=self.small_stem)
 
 
 OPTIMIZERS = ("sgd", "adamw", "adam")
