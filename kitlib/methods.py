@@ -13,8 +13,11 @@ DistributedDataParallel sees the forward pass. New methods: subclass `Method`, a
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from kitlib import losses as L
 
@@ -60,6 +63,10 @@ class Method:
 
     def on_epoch_start(self, epoch: int) -> None:
         """Hook for schedules inside the method (e.g. deferred re-weighting)."""
+
+    def epoch_logs(self) -> dict:
+        """Extra entries for the epoch's row of the run history (e.g. the mixing weights drawn); then reset."""
+        return {}
 
     def loss(self, model, batch, epoch):
         logits = model(batch["image"])
@@ -171,6 +178,157 @@ class CRS(RS):
 
 
 TWO_STAGE = ("crw", "crs")
+
+
+# --------------------------------------------------------------------------- sampling by n^q, MixUp, Balanced-MixUp
+@register("sqrt")
+class Sqrt(Method):
+    """Square-root sampling (Balanced-MixUp Eq. 2 with q = 1/2): P(class j) ∝ sqrt(n_j), plain CE."""
+
+    sampler = "sqrt"
+
+
+@register("power")
+class Power(Method):
+    """Class j drawn with probability n_j^q / Σ_k n_k^q (Balanced-MixUp Eq. 2), plain CE.
+
+    q = 1 instance-like (with replacement), 0 class-balanced, 1/2 square root.
+    """
+
+    sampler = "power"
+
+    def __init__(self, q: float = 0.5):
+        q = _number(q, "q", "power")
+        super().__init__(q=q)
+
+    def sampler_kwargs(self, epochs):
+        return {"q": self.params["q"]}
+
+
+def _number(value, name: str, method: str, positive: bool = False) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or (positive and value <= 0):
+        want = "a finite number > 0" if positive else "a finite number"
+        raise ValueError(f"method {method!r}: {name} must be {want}, got {value!r}")
+    return float(value)
+
+
+def _choice(value, name: str, method: str, choices) -> str:
+    if value not in choices:
+        raise ValueError(f"method {method!r}: {name} must be one of {choices}, got {value!r}")
+    return value
+
+
+def one_hot(labels: torch.Tensor, num_classes: int, dtype=torch.float32) -> torch.Tensor:
+    """(B,) int labels -> (B, C) one-hot rows; C = num_classes (2 for a binary task: never a single column)."""
+    return F.one_hot(labels.long(), num_classes).to(dtype)
+
+
+def mix(x_a: torch.Tensor, y_a: torch.Tensor, x_b: torch.Tensor, y_b: torch.Tensor, weight_a: torch.Tensor,
+        num_classes: int):
+    """Convex combination of two batches and of their one-hot labels (MixUp Eq. 1, Balanced-MixUp Eq. 3).
+
+    weight_a: scalar or (B,) weight of batch a (batch b gets 1 - weight_a). Returns (x, soft (B, C) target).
+    """
+    w = torch.as_tensor(weight_a, dtype=x_a.dtype, device=x_a.device)
+    wx = w.view(-1, *([1] * (x_a.dim() - 1))) if w.dim() else w
+    wy = w.view(-1, 1) if w.dim() else w
+    x = wx * x_a + (1 - wx) * x_b
+    y = wy * one_hot(y_a, num_classes, x_a.dtype) + (1 - wy) * one_hot(y_b, num_classes, x_a.dtype)
+    return x, y
+
+
+LAMBDA_PER = ("batch", "sample")
+
+
+class _Mixing(Method):
+    """Shared by MixUp and Balanced-MixUp: draws lambda from the torch RNG (seeded per epoch by the engine,
+    so a run and its resume draw the same values) and remembers what it drew for `epoch_logs`."""
+
+    beta_b: float | None = None  # second Beta parameter; None = alpha (MixUp), 1 (Balanced-MixUp)
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self._drawn: list[float] = []
+
+    def draw(self, n: int, device=None) -> torch.Tensor:
+        """lambda for a batch of n: one value (lam_per="batch") or n values ("sample")."""
+        a = self.params["alpha"]
+        b = a if self.beta_b is None else self.beta_b
+        k = 1 if self.params["lam_per"] == "batch" else n
+        lam = torch.distributions.Beta(torch.tensor(float(a)), torch.tensor(float(b))).sample((k,))
+        self._drawn.extend(lam.tolist())
+        lam = lam.to(device) if device is not None else lam
+        return lam[0] if k == 1 else lam
+
+    def epoch_logs(self) -> dict:
+        drawn, self._drawn = self._drawn, []
+        return {"lambdas": drawn} if drawn else {}
+
+
+@register("mixup")
+class MixUp(_Mixing):
+    """MixUp (Zhang et al. 2018; Balanced-MixUp Eq. 1): lambda ~ Beta(alpha, alpha), one instance-sampled
+    batch mixed with a random permutation of itself, images and one-hot labels alike; soft-label CE."""
+
+    def __init__(self, alpha: float = 0.2, lam_per: str = "batch"):
+        super().__init__(alpha=_number(alpha, "alpha", "mixup", positive=True),
+                         lam_per=_choice(lam_per, "lam_per", "mixup", LAMBDA_PER))
+
+    def loss(self, model, batch, epoch):
+        x, y = batch["image"], batch["label"]
+        lam = self.draw(len(y), x.device)
+        perm = torch.randperm(len(y), device=x.device)
+        xm, target = mix(x, y, x[perm], y[perm], lam, len(self.class_counts))
+        logits = model(xm)
+        loss = self.criterion(logits, target.to(logits.dtype))
+        return loss, {"mixup_ce": float(loss.detach())}
+
+
+BALANCED_MIXUP_FORMS = ("text", "eq3")
+
+
+@register("balanced_mixup")
+class BalancedMixUp(_Mixing):
+    """Balanced-MixUp (Galdran et al. 2021, Eq. 3): each step mixes an instance-sampled batch (x_I, y_I) with a
+    class-balanced batch (x_C, y_C, the engine's `extra_sampler`), lambda ~ Beta(alpha, 1), soft-label CE.
+
+    form="text" (default, the paper's text and the authors' code): x = (1 - lambda) x_I + lambda x_C, so the
+    instance batch keeps the larger weight (lambda is mostly small for alpha < 1). form="eq3": Eq. 3 as
+    printed, x = lambda x_I + (1 - lambda) x_C. Labels are mixed the same way as images, as one-hot rows over
+    all C classes, binary tasks included. lam_per: one lambda per batch (the authors' code) or per sample.
+    """
+
+    sampler = "instance"
+    extra_sampler = "class"
+    beta_b = 1.0
+
+    def __init__(self, alpha: float = 0.1, form: str = "text", lam_per: str = "batch"):
+        super().__init__(alpha=_number(alpha, "alpha", "balanced_mixup", positive=True),
+                         form=_choice(form, "form", "balanced_mixup", BALANCED_MIXUP_FORMS),
+                         lam_per=_choice(lam_per, "lam_per", "balanced_mixup", LAMBDA_PER))
+
+    def instance_weight(self, lam: torch.Tensor) -> torch.Tensor:
+        """Weight of the instance-sampled batch for a drawn lambda (see `form`)."""
+        return 1 - lam if self.params["form"] == "text" else lam
+
+    def mixed(self, batch):
+        """(mixed images, soft targets) of one step; batch["extra"] is the class-balanced batch."""
+        if "extra" not in batch:
+            raise ValueError("balanced_mixup: the batch lacks the class-balanced batch['extra'] "
+                             "(train with kitlib.train.fit, which draws it from the method's extra_sampler)")
+        xi, yi = batch["image"], batch["label"]
+        xc, yc = batch["extra"]["image"], batch["extra"]["label"]
+        n = min(len(yi), len(yc))  # the two loaders end an epoch on batches of the same size; guard anyway
+        xi, yi, xc, yc = xi[:n], yi[:n], xc[:n], yc[:n]
+        lam = self.draw(n, xi.device)
+        return mix(xi, yi, xc, yc, self.instance_weight(lam), len(self.class_counts))
+
+    def loss(self, model, batch, epoch):
+        x, target = self.mixed(batch)
+        logits = model(x)
+        loss = self.criterion(logits, target.to(logits.dtype))
+        return loss, {"bal_mixup_ce": float(loss.detach())}
 
 
 def build_method(name: str, **params) -> Method:

@@ -23,6 +23,49 @@ BACKBONES = (
     "densenet121", "densenet169", "mobilenet_v2", "vgg19", "tiny_cnn",
 )
 
+BIT_BACKBONES = {"resnext50_bit": "resnext50_32x4d"}
+"""Backbones "modified as in BiT" (Kolesnikov et al. 2020): the torchvision model named on the right with
+GroupNorm (32 groups) for BatchNorm and weight-standardised convolutions (Balanced-MixUp Sect. 3.1)."""
+BACKBONES = BACKBONES + tuple(BIT_BACKBONES)
+
+
+class StdConv2d(nn.Conv2d):
+    """Weight-standardised convolution (BiT): each filter centred to mean 0 and scaled to variance 1
+    (over in_channels/groups x kh x kw) before it is applied."""
+
+    eps = 1e-5
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight
+        mean = w.mean(dim=(1, 2, 3), keepdim=True)
+        var = w.var(dim=(1, 2, 3), keepdim=True, unbiased=False)
+        return F.conv2d(x, (w - mean) / torch.sqrt(var + self.eps), self.bias, self.stride, self.padding,
+                        self.dilation, self.groups)
+
+
+def bit_modify(net: nn.Module, groups: int = 32) -> nn.Module:
+    """In place: every BatchNorm2d -> GroupNorm(groups) (fewer groups when the channels do not divide), every
+    Conv2d -> StdConv2d; existing conv weights and norm affine parameters are kept. Returns `net`."""
+    for name, child in net.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            c = child.num_features
+            g = next(k for k in range(min(groups, c), 0, -1) if c % k == 0)
+            gn = nn.GroupNorm(g, c, affine=child.affine)
+            if child.affine:
+                gn.weight.data.copy_(child.weight.data)
+                gn.bias.data.copy_(child.bias.data)
+            setattr(net, name, gn)
+        elif isinstance(child, nn.Conv2d) and not isinstance(child, StdConv2d):
+            conv = StdConv2d(child.in_channels, child.out_channels, child.kernel_size, child.stride, child.padding,
+                             child.dilation, child.groups, child.bias is not None, child.padding_mode)
+            conv.weight.data.copy_(child.weight.data)
+            if child.bias is not None:
+                conv.bias.data.copy_(child.bias.data)
+            setattr(net, name, conv)
+        else:
+            bit_modify(child, groups)
+    return net
+
 
 class CosineLinear(nn.Module):
     """Cosine classifier: logits_j = <x/|x|, w_j/|w_j|> in [-1, 1] (the normalised head LDAM expects)."""
@@ -175,11 +218,14 @@ def create_model(name: str, num_classes: int, pretrained: bool = False, small_in
             raise ValueError("tiny_cnn has no pretrained weights; pass pretrained=False")
         net = TinyCNN(width)
         return KitModel(net, net.out_channels, num_classes, head, name)
-    net = torchvision.models.get_model(name, weights=None)
+    base = BIT_BACKBONES.get(name, name)
+    net = torchvision.models.get_model(base, weights=None)
     if pretrained:
-        _load_pretrained(net, name)
+        _load_pretrained(net, base)  # BiT variants: ImageNet conv weights, norm affine parameters kept
     if small_input:
         _small_stem(name, net, small_stem)
+    if name in BIT_BACKBONES:
+        bit_modify(net)
     if name.startswith(("resnet", "resnext")):
         dim = net.fc.in_features
         features = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)

@@ -62,6 +62,30 @@ PROFILES: dict[str, dict[str, dict]] = {
             "timing_images": 512,
         },
     },
+    "balanced_mixup": {
+        # synthetic set for both tasks, two tiny CNNs, 3 epochs: every table and figure in about 2 minutes on 2 CPUs
+        "smoke": {},
+        # DR: RetinaMNIST (28 px, official split, 3 seeds); GI stand-in: Skin7 at 28 px, a stratified subset,
+        # 5 folds grouped by lesion; a small and a large TinyCNN stand in for MobileNetV2 / ResNeXt-50
+        "laptop": {
+            "dr_dataset": "retinamnist", "dr_options": {}, "dr_protocol": "official", "dr_image_size": 28,
+            "external_dataset": "messidor2", "external_options": {"size": 28},
+            "gi_dataset": "skin7", "gi_options": {"size": 28, "masks": False}, "gi_max_images": 1200,
+            "gi_folds": 5, "gi_image_size": 28,
+            "seeds": [0, 1, 2], "backbones": ["tiny_cnn@8", "tiny_cnn@16"],
+            "epochs": 8, "batch_size": 32, "lr": 0.05, "patience": 2,
+        },
+        # Sect. 2.4 / 3.1 and the authors' code: SGD lr 0.01, batch 8, lr x0.1 on a validation plateau, best
+        # validation quad-kappa (DR) / MCC (GI), flip TTA; MobileNetV2 and ResNeXt-50 (BiT); epochs and image size
+        # are not stated (50 epochs, 512 px chosen); EyePACS official split, Messidor-2 external, Hyper-Kvasir 5 folds
+        "paper": {
+            "dr_dataset": "eyepacs", "dr_options": {"size": 512}, "dr_protocol": "official", "dr_image_size": 512,
+            "external_dataset": "messidor2", "external_options": {"size": 512},
+            "gi_dataset": "hyper_kvasir", "gi_options": {"size": 512}, "gi_max_images": None, "gi_folds": 5,
+            "gi_image_size": 512, "seeds": [0], "backbones": ["mobilenet_v2", "resnext50_bit"],
+            "pretrained": True, "epochs": 50, "batch_size": 8, "lr": 0.01, "weight_decay": 0.0, "patience": 5,
+        },
+    },
 }
 
 

@@ -561,6 +561,7 @@ def fit(model: ModelSpec | dict, method: Method | str, train_set, val_set=None, 
             tot += value * len(batch["label"])
             n += len(batch["label"])
         logs = {"epoch": epoch, "loss": tot / max(n, 1), "lr": opt.param_groups[0]["lr"], "time_s": time.time() - t0}
+        logs.update(method.epoch_logs())  # e.g. the lambdas a mixing method drew this epoch
         score = None
         evaluate_now = val_set is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch == cfg.epochs - 1)
         if evaluate_now and rank == 0:
