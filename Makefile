@@ -35,9 +35,12 @@ test: $(STAMP)
 	fi
 
 # nbstripout as a git filter: whatever JupyterLab autosaves into notebooks/, git sees (and commits) the notebook
-# without outputs (.gitattributes names the filter; this registers it in .git/config).
+# without outputs (.gitattributes applies it to notebooks/*.ipynb only, never to executed notebooks under results/;
+# this registers the filter in .git/config).
 lab: $(LAB_STAMP)
-	$(VENV)/bin/nbstripout --install
+	git config filter.nbstripout.clean "$(abspath $(PY)) -m nbstripout"
+	git config filter.nbstripout.smudge cat
+	git config diff.ipynb.textconv "$(abspath $(PY)) -m nbstripout -t"
 	$(VENV)/bin/jupyter lab
 
 venv: $(STAMP)
