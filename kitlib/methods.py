@@ -40,6 +40,7 @@ class Method:
     views = 1
     head: str | None = None
     extra_sampler: str | None = None  # a second, differently sampled batch as batch["extra"] (Balanced-MixUp)
+    unused_parameters = False  # True: some model parameters get no gradient (DDP find_unused_parameters)
 
     def __init__(self, **params):
         self.params = params
@@ -329,6 +330,71 @@ class BalancedMixUp(_Mixing):
         logits = model(x)
         loss = self.criterion(logits, target.to(logits.dtype))
         return loss, {"bal_mixup_ce": float(loss.detach())}
+
+
+# Paper 002 (Marrakchi et al. 2021): supervised contrastive stage 1, then "X->crs" for the linear head.
+RESAMPLE_SAMPLERS = ("instance", "oversample", "class_aware", "class")
+
+
+def _check_sampler(method: str, sampler: str) -> str:
+    if sampler not in RESAMPLE_SAMPLERS:
+        raise ValueError(f"method {method!r}: sampler must be one of {RESAMPLE_SAMPLERS}, got {sampler!r}")
+    return sampler
+
+
+@register("supcon")
+class SupCon(Method):
+    """Supervised contrastive stage 1 (paper 002 Eq. 1): two augmented views per image, pooled backbone
+    features -> 2-layer MLP projection (feature_dim -> hidden_dim -> proj_dim, ReLU between; Section 4.3)
+    -> L2-normalised z -> SupConLoss. The classifier head takes no part (it is trained later by
+    "supcon->crs" on frozen features, the projection head dropped); under DDP its parameters are unused.
+
+    temperature: tau of Eq. 1. base_temperature: None = Eq. 1; 0.07 = the SupContrast code's T/base_T factor.
+    sampler: "instance" (plain), "oversample" (paper's "+ resample": copies until every class has the largest
+        count), "class_aware" (the authors' code's "balance" batches, batch_size // C per class) or "class".
+    The loss is computed in float32 even under autocast (exp(z.z/tau) with tau = 0.01 needs the range).
+    """
+
+    views = 2
+    unused_parameters = True
+
+    def __init__(self, temperature: float = 0.07, base_temperature: float | None = None, proj_dim: int = 128,
+                 hidden_dim: int | None = None, sampler: str = "instance"):
+        L.SupConLoss(temperature, base_temperature)  # validates both temperatures, naming them
+        for name, v in (("proj_dim", proj_dim), ("hidden_dim", hidden_dim)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"method 'supcon': {name} must be an integer >= 1, got {v!r}")
+        super().__init__(temperature=temperature, base_temperature=base_temperature, proj_dim=proj_dim,
+                         hidden_dim=hidden_dim, sampler=_check_sampler("supcon", sampler))
+        self.sampler = sampler
+
+    def make_criterion(self):
+        return L.SupConLoss(self.params["temperature"], self.params["base_temperature"])
+
+    def setup(self, model, class_counts, epochs):
+        super().setup(model, class_counts, epochs)
+        d = model.feature_dim
+        h = self.params["hidden_dim"] or d
+        self.projection = nn.Sequential(nn.Linear(d, h), nn.ReLU(inplace=True), nn.Linear(h, self.params["proj_dim"]))
+        return [self.projection]
+
+    def loss(self, model, batch, epoch):
+        x, y = batch["image"], batch["label"]
+        feat = model(torch.cat([x, batch["image2"]]), out="feat")     # both views in one pass (shared BN)
+        z = self.projection(feat)
+        b = len(y)
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            z = torch.stack([z[:b], z[b:]], dim=1).float()            # (B, 2, proj_dim)
+            loss = self.criterion(z, y)
+        return loss, {"supcon": float(loss.detach())}
+
+
+@register("ce_os")
+class CEOversample(Method):
+    """CE + resample of paper 002: plain CE on the training set extended with copies of minority samples
+    until every class has the largest count (kitlib.samplers.OversampleSampler)."""
+
+    sampler = "oversample"
 
 
 def build_method(name: str, **params) -> Method:

@@ -112,12 +112,14 @@ class KitModel(nn.Module):
         """
         fmap = self.features(x)
         feat = self.pool(fmap)
+        if out == "feat":  # pooled features only; the head takes no part (contrastive stage 1)
+            return feat
         logits = self.head(feat)
         if out == "logits":
             return logits
         if out == "all":
             return {"fmap": fmap, "feat": feat, "logits": logits}
-        raise ValueError(f"out must be 'logits' or 'all', got {out!r}")
+        raise ValueError(f"out must be 'logits', 'all' or 'feat', got {out!r}")
 
     def forward_all(self, x: torch.Tensor) -> dict:
         return self(x, out="all")
