@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
@@ -213,6 +214,8 @@ def create_model(name: str, num_classes: int, pretrained: bool = False, small_in
     """
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {BACKBONES}")
+    if head == "bbn":  # BBN's bilateral-branch network around the same backbone (kitlib.methods "bbn")
+        return bbn_model(create_model(name, num_classes, pretrained, small_input, "linear", width))
     if num_classes < 2:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
     if name == "tiny_cnn":
@@ -241,3 +244,48 @@ def create_model(name: str, num_classes: int, pretrained: bool = False, small_in
         dim = 512
         features = net.features[:-1]
     return KitModel(features, dim, num_classes, head, name)
+
+
+# --------------------------------------------------------------------------- BBN (Zhou et al., CVPR 2020)
+# modules of the backbone's nn.Sequential that form its last stage (the part BBN duplicates)
+BBN_LAST_STAGE = {"tiny_cnn": 3, "resnet18": 1, "resnet50": 1, "resnet152": 1, "resnext50_32x4d": 1,
+                  "mobilenet_v2": 1}
+
+
+class BBNFeatures(nn.Module):
+    """Shared early layers, then two copies of the last stage: the conventional and the re-balancing branch.
+
+    forward(x): both branches on the same images, each weighted 0.5 (BBN at test time: alpha = 0.5), their
+    feature maps concatenated along channels -> (B, 2D, h, w). forward((x_c, x_r, alpha)) in training: x_c
+    (uniform batch) through the conventional branch scaled by alpha, x_r (reversed batch) through the
+    re-balancing branch scaled by 1 - alpha. A linear head on the pooled (B, 2D) features then gives
+    alpha * W_c f_c + (1 - alpha) * W_r f_r + b, BBN's cumulative-learning logits.
+    """
+
+    def __init__(self, shared: nn.Module, branch: nn.Module):
+        super().__init__()
+        self.shared = shared
+        self.conventional = branch
+        self.rebalancing = copy.deepcopy(branch)  # same start (ImageNet weights when pretrained), then trained apart
+
+    def forward(self, x):
+        if isinstance(x, (tuple, list)):
+            x_c, x_r, alpha = x
+        else:
+            x_c, x_r, alpha = x, x, 0.5
+        f_c = self.conventional(self.shared(x_c))
+        f_r = self.rebalancing(self.shared(x_r))
+        return torch.cat([alpha * f_c, (1 - alpha) * f_r], dim=1)
+
+
+def bbn_model(base: KitModel) -> KitModel:
+    """BBN around a KitModel with a Sequential backbone (see BBN_LAST_STAGE): head on 2D features."""
+    k = BBN_LAST_STAGE.get(base.name)
+    if k is None or not isinstance(base.backbone, nn.Sequential):
+        raise ValueError(f"BBN needs a backbone whose last stage can be duplicated; supported: {sorted(BBN_LAST_STAGE)}, "
+                         f"got {base.name!r}")
+    layers = list(base.backbone)
+    feats = BBNFeatures(nn.Sequential(*layers[:-k]), nn.Sequential(*layers[-k:]))
+    model = KitModel(feats, 2 * base.feature_dim, base.num_classes, "linear", base.name)
+    model.head_kind = "bbn"
+    return model
