@@ -1029,7 +1029,7 @@ def test_notebook_01_runs_on_a_folder_of_your_own_images(tmp_path):
     result = out / "smoke" / "perturbed_input"
     assert rc == 0, (out / "smoke" / "perturbed_input.failed" / "run.json").read_text()
     t2 = pd.read_csv(result / "table2_ours_my_lesions.csv")  # tables named after the folder
-    assert set(t2["row"]) == {"TinyCNN|CE", "TinyCNN|CE+ours"}
+    assert set(t2["row"]) == {"TinyCNN|CE", "TinyCNN|CE+ours", "TinyCNN|CE+LA", "TinyCNN|CE+τ-norm"}
     record = json.loads((result / "record.json").read_text())
     assert record["config"]["datasets"] == [str(folder)] and record["config"]["batch_size"][str(folder)] == 32
     assert rep.verify_result(result) == []
