@@ -199,25 +199,11 @@ class Power(Method):
     sampler = "power"
 
     def __init__(self, q: float = 0.5):
-        q = _number(q, "q", "power")
+        q = _check_number(q, "q", "power")
         super().__init__(q=q)
 
     def sampler_kwargs(self, epochs):
         return {"q": self.params["q"]}
-
-
-def _number(value, name: str, method: str, positive: bool = False) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or (positive and value <= 0):
-        want = "a finite number > 0" if positive else "a finite number"
-        raise ValueError(f"method {method!r}: {name} must be {want}, got {value!r}")
-    return float(value)
-
-
-def _choice(value, name: str, method: str, choices) -> str:
-    if value not in choices:
-        raise ValueError(f"method {method!r}: {name} must be one of {choices}, got {value!r}")
-    return value
 
 
 def one_hot(labels: torch.Tensor, num_classes: int, dtype=torch.float32) -> torch.Tensor:
@@ -273,8 +259,8 @@ class MixUp(_Mixing):
     batch mixed with a random permutation of itself, images and one-hot labels alike; soft-label CE."""
 
     def __init__(self, alpha: float = 0.2, lam_per: str = "batch"):
-        super().__init__(alpha=_number(alpha, "alpha", "mixup", positive=True),
-                         lam_per=_choice(lam_per, "lam_per", "mixup", LAMBDA_PER))
+        super().__init__(alpha=_check_number(alpha, "alpha", "mixup", 0, lo_open=True),
+                         lam_per=_check_choice(lam_per, "lam_per", "mixup", LAMBDA_PER))
 
     def loss(self, model, batch, epoch):
         x, y = batch["image"], batch["label"]
@@ -305,9 +291,9 @@ class BalancedMixUp(_Mixing):
     beta_b = 1.0
 
     def __init__(self, alpha: float = 0.1, form: str = "text", lam_per: str = "batch"):
-        super().__init__(alpha=_number(alpha, "alpha", "balanced_mixup", positive=True),
-                         form=_choice(form, "form", "balanced_mixup", BALANCED_MIXUP_FORMS),
-                         lam_per=_choice(lam_per, "lam_per", "balanced_mixup", LAMBDA_PER))
+        super().__init__(alpha=_check_number(alpha, "alpha", "balanced_mixup", 0, lo_open=True),
+                         form=_check_choice(form, "form", "balanced_mixup", BALANCED_MIXUP_FORMS),
+                         lam_per=_check_choice(lam_per, "lam_per", "balanced_mixup", LAMBDA_PER))
 
     def instance_weight(self, lam: torch.Tensor) -> torch.Tensor:
         """Weight of the instance-sampled batch for a drawn lambda (see `form`)."""

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from kitlib.claims import verdict_text  # noqa: F401 (the one written verdict of every notebook)
 from kitlib import claims as C
 from kitlib import metrics as M
 from kitlib import report
@@ -480,21 +481,6 @@ def _min_paper(table, pairs, metric, backbones):
     return round(min(vals), 2) if vals else None
 
 
-def verdict_text(claims_df: pd.DataFrame, profile: str) -> str:
-    """The verdict per claim in words, then the rule (kitlib.claims.RULE)."""
-    lines = []
-    for _, r in claims_df.iterrows():
-        ours = "" if r["n_units"] == 0 else (f"ours {r['our_effect']:+.2f} pp [{r['ci_low']:+.2f}, "
-                                            f"{r['ci_high']:+.2f}], n = {int(r['n_units'])}")
-        paper = "" if pd.isna(r["paper_effect"]) else f"paper {r['paper_effect']:+.2f} pp; "
-        lines.append(f"- **{r['claim_id']}** ({r['claim']}): **{r['verdict']}**. {paper}{ours}"
-                     + (f" ({r['note']})" if r["verdict"] == "not run" else ""))
-    if profile == "smoke":
-        lines.append("- Smoke profile: synthetic data, tiny CNNs, a few epochs. These verdicts show that every step "
-                     "runs; they are not evidence for or against the paper.")
-    lines.append("")
-    lines.append("How a verdict is reached: " + C.RULE)
-    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- notebook parameters

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from kitlib.claims import verdict_text  # noqa: F401 (the one written verdict of every notebook)
 from kitlib import metrics as M
 from kitlib import report
 from kitlib.experiment import Experiment
@@ -492,21 +493,6 @@ def claims(per_dataset: dict, ablation: dict | None = None, ratios: list | None 
     return rows
 
 
-def verdict_text(claims_rows: pd.DataFrame, profile: str) -> str:
-    """A short written verdict: one line per claim, with our effect and its interval, then the rule."""
-    from kitlib import claims as C
-
-    lines = []
-    for _, r in claims_rows.iterrows():
-        ours = "" if r["n_units"] == 0 else (f": ours {r['our_effect']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}] "
-                                             f"{r['metric']}, n = {int(r['n_units'])}")
-        paper = "" if pd.isna(r["paper_effect"]) else f" (paper {r['paper_effect']:+.2f})"
-        lines.append(f"- **{r['verdict']}** · {r['claim_id']}: {r['claim']}{ours}{paper}. {r['note']}.")
-    if profile == "smoke":
-        lines.append("- Smoke profile: synthetic data, a tiny CNN, few epochs and 2 folds. These numbers show that "
-                     "every step runs; they are not evidence for or against the paper.")
-    lines.append(f"\n*Rule.* {C.RULE}")
-    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- notebook parameters
