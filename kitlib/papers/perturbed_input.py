@@ -139,8 +139,11 @@ def select_posthoc(exp: Experiment, backbone: str, kind: str, grid, method: str 
     rows = []
     for sp in bar(exp.splits, desc=f"choose tau ({kind})", leave=False):
         run = exp.train(sp.fold, backbone, method, **(train or {}))
+        plain = exp.predict(run, sp.fold, "val", amp=amp) if kind == "logit_adj" else None  # once, not per tau
         for tau in sorted(set(float(t) for t in grid)):
-            mets = exp.evaluate(posthoc_probs(exp, run, sp.fold, "val", kind, tau, amp), sp.fold, "val")
+            probs = (logit_adjust(plain, exp.train_counts(sp.fold), tau) if plain is not None
+                     else posthoc_probs(exp, run, sp.fold, "val", kind, tau, amp))
+            mets = exp.evaluate(probs, sp.fold, "val")
             rows.append({"tau": tau, "fold": sp.fold, "mcr": 100 * mets["mcr"], "scr": 100 * mets["scr"]})
     curve = pd.DataFrame(rows).drop(columns="fold").groupby("tau", as_index=False).mean()
     best = float(curve["tau"].iloc[int(np.argmax(curve[metric].to_numpy()))])
