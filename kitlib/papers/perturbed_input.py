@@ -172,7 +172,8 @@ def run_table2(exp: Experiment, backbones, methods, eps: float, T: float = 1000.
             run.model, test, exp.train_counts(sp.fold), eps, T=T, measure=measure, space=space,
             **_pixel_stats(exp, space), batch_size=BATCH, progress=False, amp=amp)}
         for kind, tau in (posthoc or {}).items():
-            variants[kind] = posthoc_probs(exp, run, sp.fold, "test", kind, tau, amp)
+            variants[kind] = (logit_adjust(plain, exp.train_counts(sp.fold), tau) if kind == "logit_adj"
+                              else posthoc_probs(exp, run, sp.fold, "test", kind, tau, amp))
         for variant, probs in variants.items():
             rows.append({"backbone": bb, "method": m, "variant": variant, "fold": sp.fold,
                          "at_chance": chance, **exp.evaluate(probs, sp.fold)})
