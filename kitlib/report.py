@@ -15,6 +15,7 @@ import math
 import os
 import platform as _platform
 import subprocess
+import sys
 import tempfile
 from importlib import metadata
 from pathlib import Path
@@ -178,11 +179,12 @@ def write_table(
 # figures
 
 
-def save_figure(fig, path_stem: str | os.PathLike, dpi: int = 150) -> tuple[Path, Path]:
-    """Save ``fig`` as ``<path_stem>.png`` (``dpi``) and ``<path_stem>.pdf``, atomically.
+def save_figure(fig, path_stem: str | os.PathLike, dpi: int = 150, show: bool = True) -> tuple[Path, Path]:
+    """Save ``fig`` as ``<path_stem>.png`` (``dpi``) and ``<path_stem>.pdf``, atomically, and, inside a
+    notebook (an IPython kernel) with ``show``, display it in the cell's output.
 
     Uses ``bbox_inches="tight"`` so legends placed outside the axes are kept. The figure is
-    closed afterwards (also on error). Returns ``(png_path, pdf_path)``.
+    closed afterwards (also on error), so it is shown once. Returns ``(png_path, pdf_path)``.
     """
     import matplotlib.pyplot as plt
 
@@ -191,9 +193,18 @@ def save_figure(fig, path_stem: str | os.PathLike, dpi: int = 150) -> tuple[Path
         for path, fmt in ((png, "png"), (pdf, "pdf")):
             with atomic_path(path) as tmp:
                 fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
+        if show and _in_kernel():
+            from IPython.display import display
+            display(fig)
     finally:
         plt.close(fig)
     return png, pdf
+
+
+def _in_kernel() -> bool:
+    """True inside a Jupyter kernel (JupyterLab, papermill, nbval), False in a terminal or a script."""
+    shell = sys.modules.get("IPython") and sys.modules["IPython"].get_ipython()
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
 
 
 # --------------------------------------------------------------------------------------------
