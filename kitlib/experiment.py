@@ -172,8 +172,19 @@ class Experiment:
                    self.dataset(fold, "val"), self.config(**train_overrides), run_root=self.run_root,
                    progress=self.progress)
 
-    def predict(self, run: TrainedRun, fold: int, part: str = "test", tta: str = "none") -> np.ndarray:
-        return predict(run.model, self.images(fold, part), tta=tta, batch_size=256)
+    def predict(self, run: TrainedRun, fold: int, part: str = "test", tta: str = "none",
+                amp: bool = True) -> np.ndarray:
+        """Probabilities of one fold's split; amp: bfloat16 autocast on CUDA (a no-op on CPU)."""
+        return predict(run.model, self.images(fold, part), tta=tta, batch_size=256, amp=amp)
+
+    def predict_arrays(self, run: TrainedRun, arrays: ImageArrays, tta: str = "none") -> np.ndarray:
+        """Probabilities (N, C) of `run` on every image of another dataset (an external test set, no retraining),
+        resized as this experiment's test images. Its classes must be this experiment's, in the same order."""
+        if list(arrays.class_names) != list(self.class_names):
+            raise ValueError(f"predict_arrays: {arrays.name!r} has classes {list(arrays.class_names)} but the model "
+                             f"was trained on {list(self.class_names)}; give a dataset with the same classes in the "
+                             f"same order")
+        return predict(run.model, TorchImageSet(arrays, self.t_test, with_masks=False), tta=tta, batch_size=256)
 
     def labels(self, fold: int, part: str = "test") -> np.ndarray:
         return self.arrays.labels[getattr(self.splits[fold], part)]

@@ -383,12 +383,14 @@ class CenterLoss(nn.Module):
 
 
 TRIPLET_MINING = ("all", "hard", "semihard")
+TRIPLET_DISTANCES = ("squared", "euclidean")  # ||a-b||^2 (siamese-triplet) or ||a-b|| (paper 004's text)
 
 
 class TripletLoss(nn.Module):
     """Triplet loss with online mining in the batch (Hoffer & Ailon 2015; siamese-triplet convention).
 
-    Distances are squared Euclidean, ``d(a, b) = ||x_a - x_b||²`` on the raw features (B, D); each
+    Distances (``distance``) are squared Euclidean ``d(a, b) = ||x_a - x_b||²`` (default, the siamese-triplet
+    code) or Euclidean ``||x_a - x_b||`` (paper 004's text, margin 50) on the raw features (B, D); each
     triplet (anchor a, positive p ≠ a of the same label, negative n of another label) costs
     ``relu(d_ap - d_an + margin)``. Mining picks the triplets:
 
@@ -402,14 +404,17 @@ class TripletLoss(nn.Module):
     is none. features: float (B, D); labels: int64 (B,). Returns a scalar.
     """
 
-    def __init__(self, margin: float = 1.0, mining: str = "all"):
+    def __init__(self, margin: float = 1.0, mining: str = "all", distance: str = "squared"):
         super().__init__()
         if mining not in TRIPLET_MINING:
             raise ValueError(f"TripletLoss: unknown mining {mining!r}; choose one of {TRIPLET_MINING}")
         if not margin >= 0:
             raise ValueError(f"TripletLoss: margin must be >= 0, got {margin}")
+        if distance not in TRIPLET_DISTANCES:
+            raise ValueError(f"TripletLoss: unknown distance {distance!r}; choose one of {TRIPLET_DISTANCES}")
         self.margin = float(margin)
         self.mining = mining
+        self.distance = distance
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if features.ndim != 2:
@@ -418,6 +423,8 @@ class TripletLoss(nn.Module):
         _check_labels(labels, b, "TripletLoss")
         # squared distances via differences (exact zeros on the diagonal, stable gradients)
         d = (features[:, None, :] - features[None, :, :]).pow(2).sum(-1)          # (B, B)
+        if self.distance == "euclidean":  # paper 004: Euclidean distance; eps keeps the gradient finite at 0
+            d = (d + 1e-12).sqrt()
         same = labels[:, None] == labels[None, :]
         eye = torch.eye(b, dtype=torch.bool, device=features.device)
         pos_pair = same & ~eye                                                     # (a, p)
@@ -445,7 +452,7 @@ class TripletLoss(nn.Module):
         return F.relu(d_ap[keep] - hardest[keep] + self.margin).mean()
 
     def extra_repr(self) -> str:
-        return f"margin={self.margin}, mining={self.mining!r}"
+        return f"margin={self.margin}, mining={self.mining!r}, distance={self.distance!r}"
 
 
 # --------------------------------------------------------------------------------------------

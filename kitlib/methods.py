@@ -13,8 +13,11 @@ DistributedDataParallel sees the forward pass. New methods: subclass `Method`, a
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from kitlib import losses as L
 
@@ -61,6 +64,10 @@ class Method:
 
     def on_epoch_start(self, epoch: int) -> None:
         """Hook for schedules inside the method (e.g. deferred re-weighting)."""
+
+    def epoch_logs(self) -> dict:
+        """Extra entries for the epoch's row of the run history (e.g. the mixing weights drawn); then reset."""
+        return {}
 
     def loss(self, model, batch, epoch):
         logits = model(batch["image"])
@@ -174,6 +181,143 @@ class CRS(RS):
 TWO_STAGE = ("crw", "crs")
 
 
+# --------------------------------------------------------------------------- sampling by n^q, MixUp, Balanced-MixUp
+@register("sqrt")
+class Sqrt(Method):
+    """Square-root sampling (Balanced-MixUp Eq. 2 with q = 1/2): P(class j) ∝ sqrt(n_j), plain CE."""
+
+    sampler = "sqrt"
+
+
+@register("power")
+class Power(Method):
+    """Class j drawn with probability n_j^q / Σ_k n_k^q (Balanced-MixUp Eq. 2), plain CE.
+
+    q = 1 instance-like (with replacement), 0 class-balanced, 1/2 square root.
+    """
+
+    sampler = "power"
+
+    def __init__(self, q: float = 0.5):
+        q = _check_number(q, "q", "power")
+        super().__init__(q=q)
+
+    def sampler_kwargs(self, epochs):
+        return {"q": self.params["q"]}
+
+
+def one_hot(labels: torch.Tensor, num_classes: int, dtype=torch.float32) -> torch.Tensor:
+    """(B,) int labels -> (B, C) one-hot rows; C = num_classes (2 for a binary task: never a single column)."""
+    return F.one_hot(labels.long(), num_classes).to(dtype)
+
+
+def mix(x_a: torch.Tensor, y_a: torch.Tensor, x_b: torch.Tensor, y_b: torch.Tensor, weight_a: torch.Tensor,
+        num_classes: int):
+    """Convex combination of two batches and of their one-hot labels (MixUp Eq. 1, Balanced-MixUp Eq. 3).
+
+    weight_a: scalar or (B,) weight of batch a (batch b gets 1 - weight_a). Returns (x, soft (B, C) target).
+    """
+    w = torch.as_tensor(weight_a, dtype=x_a.dtype, device=x_a.device)
+    wx = w.view(-1, *([1] * (x_a.dim() - 1))) if w.dim() else w
+    wy = w.view(-1, 1) if w.dim() else w
+    x = wx * x_a + (1 - wx) * x_b
+    y = wy * one_hot(y_a, num_classes, x_a.dtype) + (1 - wy) * one_hot(y_b, num_classes, x_a.dtype)
+    return x, y
+
+
+LAMBDA_PER = ("batch", "sample")
+
+
+class _Mixing(Method):
+    """Shared by MixUp and Balanced-MixUp: draws lambda from the torch RNG (seeded per epoch by the engine,
+    so a run and its resume draw the same values) and remembers what it drew for `epoch_logs`."""
+
+    beta_b: float | None = None  # second Beta parameter; None = alpha (MixUp), 1 (Balanced-MixUp)
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self._drawn: list[float] = []
+
+    def draw(self, n: int, device=None) -> torch.Tensor:
+        """lambda for a batch of n: one value (lam_per="batch") or n values ("sample")."""
+        a = self.params["alpha"]
+        b = a if self.beta_b is None else self.beta_b
+        k = 1 if self.params["lam_per"] == "batch" else n
+        lam = torch.distributions.Beta(torch.tensor(float(a)), torch.tensor(float(b))).sample((k,))
+        self._drawn.extend(lam.tolist())
+        lam = lam.to(device) if device is not None else lam
+        return lam[0] if k == 1 else lam
+
+    def epoch_logs(self) -> dict:
+        drawn, self._drawn = self._drawn, []
+        return {"lambdas": drawn} if drawn else {}
+
+
+@register("mixup")
+class MixUp(_Mixing):
+    """MixUp (Zhang et al. 2018; Balanced-MixUp Eq. 1): lambda ~ Beta(alpha, alpha), one instance-sampled
+    batch mixed with a random permutation of itself, images and one-hot labels alike; soft-label CE."""
+
+    def __init__(self, alpha: float = 0.2, lam_per: str = "batch"):
+        super().__init__(alpha=_check_number(alpha, "alpha", "mixup", 0, lo_open=True),
+                         lam_per=_check_choice(lam_per, "lam_per", "mixup", LAMBDA_PER))
+
+    def loss(self, model, batch, epoch):
+        x, y = batch["image"], batch["label"]
+        lam = self.draw(len(y), x.device)
+        perm = torch.randperm(len(y), device=x.device)
+        xm, target = mix(x, y, x[perm], y[perm], lam, len(self.class_counts))
+        logits = model(xm)
+        loss = self.criterion(logits, target.to(logits.dtype))
+        return loss, {"mixup_ce": float(loss.detach())}
+
+
+BALANCED_MIXUP_FORMS = ("text", "eq3")
+
+
+@register("balanced_mixup")
+class BalancedMixUp(_Mixing):
+    """Balanced-MixUp (Galdran et al. 2021, Eq. 3): each step mixes an instance-sampled batch (x_I, y_I) with a
+    class-balanced batch (x_C, y_C, the engine's `extra_sampler`), lambda ~ Beta(alpha, 1), soft-label CE.
+
+    form="text" (default, the paper's text and the authors' code): x = (1 - lambda) x_I + lambda x_C, so the
+    instance batch keeps the larger weight (lambda is mostly small for alpha < 1). form="eq3": Eq. 3 as
+    printed, x = lambda x_I + (1 - lambda) x_C. Labels are mixed the same way as images, as one-hot rows over
+    all C classes, binary tasks included. lam_per: one lambda per batch (the authors' code) or per sample.
+    """
+
+    sampler = "instance"
+    extra_sampler = "class"
+    beta_b = 1.0
+
+    def __init__(self, alpha: float = 0.1, form: str = "text", lam_per: str = "batch"):
+        super().__init__(alpha=_check_number(alpha, "alpha", "balanced_mixup", 0, lo_open=True),
+                         form=_check_choice(form, "form", "balanced_mixup", BALANCED_MIXUP_FORMS),
+                         lam_per=_check_choice(lam_per, "lam_per", "balanced_mixup", LAMBDA_PER))
+
+    def instance_weight(self, lam: torch.Tensor) -> torch.Tensor:
+        """Weight of the instance-sampled batch for a drawn lambda (see `form`)."""
+        return 1 - lam if self.params["form"] == "text" else lam
+
+    def mixed(self, batch):
+        """(mixed images, soft targets) of one step; batch["extra"] is the class-balanced batch."""
+        if "extra" not in batch:
+            raise ValueError("balanced_mixup: the batch lacks the class-balanced batch['extra'] "
+                             "(train with kitlib.train.fit, which draws it from the method's extra_sampler)")
+        xi, yi = batch["image"], batch["label"]
+        xc, yc = batch["extra"]["image"], batch["extra"]["label"]
+        n = min(len(yi), len(yc))  # the two loaders end an epoch on batches of the same size; guard anyway
+        xi, yi, xc, yc = xi[:n], yi[:n], xc[:n], yc[:n]
+        lam = self.draw(n, xi.device)
+        return mix(xi, yi, xc, yc, self.instance_weight(lam), len(self.class_counts))
+
+    def loss(self, model, batch, epoch):
+        x, target = self.mixed(batch)
+        logits = model(x)
+        loss = self.criterion(logits, target.to(logits.dtype))
+        return loss, {"bal_mixup_ce": float(loss.detach())}
+
+
 # Paper 002 (Marrakchi et al. 2021): supervised contrastive stage 1, then "X->crs" for the linear head.
 RESAMPLE_SAMPLERS = ("instance", "oversample", "class_aware", "class")
 
@@ -248,3 +392,295 @@ def build_method(name: str, **params) -> Method:
         return METHODS[key](**params)
     except TypeError as err:
         raise ValueError(f"bad parameters for method {name!r}: {err}") from err
+
+
+# --------------------------------------------------------------------------- paper 004 (Zeng et al.): baselines
+def _check_number(value, name: str, method: str, lo: float | None = None, lo_open: bool = False,
+                  hi: float | None = None, hi_open: bool = False) -> float:
+    """A finite real number in range, else a ValueError naming the method and the parameter."""
+    import math
+
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and lo is not None:
+        ok = value > lo if lo_open else value >= lo
+    if ok and hi is not None:
+        ok = value < hi if hi_open else value <= hi
+    if not ok:
+        rng = " and ".join(r for r in (
+            "" if lo is None else f"{'>' if lo_open else '>='} {lo:g}",
+            "" if hi is None else f"{'<' if hi_open else '<='} {hi:g}") if r)
+        raise ValueError(f"method {method!r}: {name} must be a finite number{' ' + rng if rng else ''}, got {value!r}")
+    return float(value)
+
+
+def _check_choice(value, name: str, method: str, choices) -> str:
+    if value not in choices:
+        raise ValueError(f"method {method!r}: {name} must be one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+def _check_int(value, name: str, method: str, lo: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise ValueError(f"method {method!r}: {name} must be an integer >= {lo}, got {value!r}")
+    return int(value)
+
+
+@register("ce_drw")
+class CEDRW(Method):
+    """CE with deferred re-weighting (CE-DRW, Cao et al. 2019): plain CE until the defer epoch, then CE with
+    class weights (`kitlib.losses.drw_weights`: "cb" = (1-beta)/(1-beta^n), the LDAM-DRW code's, default)."""
+
+    def __init__(self, defer_at: float = 0.8, weights: str = "cb", beta: float = 0.9999):
+        super().__init__(defer_at=_check_number(defer_at, "defer_at", "ce_drw", 0, lo_open=True),
+                         weights=_check_choice(weights, "weights", "ce_drw", L.DRW_KINDS),
+                         beta=_check_number(beta, "beta", "ce_drw", 0, hi=1, hi_open=True))
+
+    def on_epoch_start(self, epoch):
+        on = epoch >= _defer_epoch(self.epochs, self.params["defer_at"])
+        self.criterion.set_weight(L.drw_weights(self.class_counts, kind=self.params["weights"],
+                                                beta=self.params["beta"]) if on else None)
+
+
+@register("cb_focal")
+class CBFocal(Method):
+    """Class-balanced focal loss (Cui et al. 2019 with Lin et al. 2017): softmax focal loss (gamma) weighted
+    by the effective-number weights (1-beta)/(1-beta^n_c), normalised to sum to C. Cui et al. use a sigmoid
+    focal loss; the softmax form is kitlib's FocalLoss (the same one the Focal baseline uses)."""
+
+    def __init__(self, beta: float = 0.9999, gamma: float = 2.0):
+        super().__init__(beta=_check_number(beta, "beta", "cb_focal", 0, hi=1, hi_open=True),
+                         gamma=_check_number(gamma, "gamma", "cb_focal", 0))
+
+    def make_criterion(self):
+        return L.FocalLoss(gamma=self.params["gamma"],
+                           weight=L.class_balanced_weights(self.class_counts, self.params["beta"]))
+
+
+def cutmix_box(height: int, width: int, lam: float, cy: float, cx: float) -> tuple[int, int, int, int]:
+    """CutMix's box (Yun et al. 2019, Eq. 2/Alg. A1): side ratio sqrt(1 - lam), centred at (cy, cx) in
+    [0, 1) image fractions, clipped to the image. Returns (y0, y1, x0, x1), end exclusive."""
+    r = (1.0 - float(lam)) ** 0.5
+    ch, cw = int(height * r), int(width * r)
+    y, x = int(cy * height), int(cx * width)
+    y0, y1 = max(y - ch // 2, 0), min(y + ch // 2, height)
+    x0, x1 = max(x - cw // 2, 0), min(x + cw // 2, width)
+    return y0, y1, x0, x1
+
+
+@register("cutmix")
+class CutMix(Method):
+    """CutMix (Yun et al. 2019): with probability `prob`, a box of a shuffled copy of the batch is pasted into
+    each image; lam ~ Beta(alpha, alpha) sets the box (area 1 - lam), and the label weight is the kept area
+    lam' = 1 - box area / image area (recomputed after clipping). Soft-label CE: lam' y_a + (1 - lam') y_b."""
+
+    def __init__(self, alpha: float = 1.0, prob: float = 0.5):
+        super().__init__(alpha=_check_number(alpha, "alpha", "cutmix", 0, lo_open=True),
+                         prob=_check_number(prob, "prob", "cutmix", 0, hi=1))
+
+    def mixed(self, x: torch.Tensor, y: torch.Tensor):
+        """(images, soft targets (B, C), lam') of one step; draws from the torch RNG (seeded per epoch)."""
+        c = len(self.class_counts)
+        onehot = torch.nn.functional.one_hot(y, c).to(x.dtype)
+        if float(torch.rand(())) >= self.params["prob"]:
+            return x, onehot, 1.0
+        a = self.params["alpha"]
+        lam = float(torch.distributions.Beta(torch.tensor(a), torch.tensor(a)).sample())
+        cy, cx = torch.rand(2).tolist()
+        perm = torch.randperm(len(y), device=x.device)
+        h, w = x.shape[-2:]
+        y0, y1, x0, x1 = cutmix_box(h, w, lam, cy, cx)
+        x = x.clone()
+        x[..., y0:y1, x0:x1] = x[perm][..., y0:y1, x0:x1]
+        kept = 1.0 - (y1 - y0) * (x1 - x0) / float(h * w)
+        return x, kept * onehot + (1.0 - kept) * onehot[perm], kept
+
+    def loss(self, model, batch, epoch):
+        x, target, _ = self.mixed(batch["image"], batch["label"])
+        logits = model(x)
+        loss = self.criterion(logits, target.to(logits.dtype))
+        return loss, {"cutmix_ce": float(loss.detach())}
+
+
+@register("bbn")
+class BBN(Method):
+    """BBN (Zhou et al. 2020): bilateral-branch network with cumulative learning.
+
+    Two branches share the backbone's early layers (`kitlib.models.bbn_model`: the last stage duplicated). The
+    conventional branch sees a uniformly (instance-) sampled batch (x_c, y_c), the re-balancing branch a
+    reversed-sampled one (x_r, y_r; P(class i) ∝ 1/N_i, `kitlib.samplers.ReversedSampler`). With the adaptor
+    alpha = 1 - (T / T_max)^2 (T = epoch from 0, T_max = epochs): z = alpha W_c f_c + (1 - alpha) W_r f_r and
+    L = alpha CE(z, y_c) + (1 - alpha) CE(z, y_r). At test time alpha = 0.5 on the same image in both branches.
+    """
+
+    sampler = "instance"
+    extra_sampler = "reversed"
+    head = "bbn"
+
+    def alpha(self, epoch: int) -> float:
+        """The cumulative-learning adaptor at (0-based) `epoch`."""
+        return 1.0 - (epoch / self.epochs) ** 2
+
+    def loss(self, model, batch, epoch):
+        if "extra" not in batch:
+            raise ValueError("bbn: the batch lacks the reversed-sampled batch['extra'] (train with kitlib.train.fit)")
+        xc, yc = batch["image"], batch["label"]
+        xr, yr = batch["extra"]["image"], batch["extra"]["label"]
+        n = min(len(yc), len(yr))
+        a = self.alpha(epoch)
+        logits = model((xc[:n], xr[:n], a))
+        loss = a * self.criterion(logits, yc[:n]) + (1 - a) * self.criterion(logits, yr[:n])
+        return loss, {"bbn": float(loss.detach()), "alpha": a}
+
+
+# --------------------------------------------------------------------------- paper 004: metric learning in stage 1
+class ProjectionMLP(nn.Sequential):
+    """The 3-layer MLP after the feature extractor for the supervised contrastive loss (paper 004 Sect. 2.2):
+    D -> D -> D -> out_dim with ReLU between (widths not given in the paper)."""
+
+    def __init__(self, in_dim: int, out_dim: int = 128):
+        super().__init__(nn.Linear(in_dim, in_dim), nn.ReLU(inplace=True), nn.Linear(in_dim, in_dim),
+                         nn.ReLU(inplace=True), nn.Linear(in_dim, out_dim))
+
+
+class _MetricStage1(Method):
+    """Paper 004 stage 1: L = CE + w · L_M(r), r = the feature extractor's output (pooled backbone features).
+
+    Subclasses set `metric_name` and build the metric loss in `metric_modules`; `use_ce=False` trains with L_M
+    alone (ablation row "SC -> cRW": the head then learns only in stage 2).
+    """
+
+    use_ce = True
+    metric_name = "lm"
+
+    def sampler_kwargs(self, epochs):
+        return {"samples_per_class": self.params["samples_per_class"]} if self.sampler == "pk" else {}
+
+    def setup(self, model, class_counts, epochs):
+        super().setup(model, class_counts, epochs)
+        return self.metric_modules(model)
+
+    def metric_modules(self, model) -> list[nn.Module]:
+        return []
+
+    def metric(self, out: dict, labels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss(self, model, batch, epoch):
+        y = batch["label"]
+        out = model(batch["image"], out="all")
+        lm = self.metric(out, y)
+        w = self.params["weight"]
+        logs = {self.metric_name: float(lm.detach())}
+        if self.use_ce:
+            ce = self.criterion(out["logits"], y)
+            logs["ce"] = float(ce.detach())
+            return ce + w * lm, logs
+        return w * lm, logs
+
+
+@register("ce+ct")
+class CECenter(_MetricStage1):
+    """CE + w · center loss (CT; Wen et al. 2016): Σ_i ||r_i - c_{y_i}||² / B (squared Euclidean; `half`
+    multiplies by 1/2 as Wen et al. write it). w = 0.001 (paper 004).
+
+    centers="own" (default, the pytorch-center-loss code): the centres get their own SGD group, lr `center_lr`
+    (0.5) constant, no momentum or weight decay, gradient divided by w (so the centres move at lr 0.5 whatever
+    w is; implemented as the group lr center_lr / w). centers="shared": the network's optimiser, lr and weight
+    decay (at w = 0.001 the centres then barely move).
+    """
+
+    metric_name = "center"
+
+    def __init__(self, weight: float = 0.001, center_lr: float = 0.5, centers: str = "own", half: bool = False,
+                 sampler: str = "instance", samples_per_class: int = 4):
+        super().__init__(weight=_check_number(weight, "weight", "ce+ct", 0, lo_open=True),
+                         center_lr=_check_number(center_lr, "center_lr", "ce+ct", 0, lo_open=True),
+                         centers=_check_choice(centers, "centers", "ce+ct", ("own", "shared")),
+                         half=bool(half), sampler=_check_choice(sampler, "sampler", "ce+ct", ("instance", "pk")),
+                         samples_per_class=_check_int(samples_per_class, "samples_per_class", "ce+ct"))
+        self.sampler = self.params["sampler"]
+
+    def metric_modules(self, model):
+        self.center_loss = L.CenterLoss(model.num_classes, model.feature_dim, half=self.params["half"])
+        if self.params["centers"] == "own":
+            self.center_loss.optim_group = {"lr": self.params["center_lr"] / self.params["weight"], "momentum": 0.0,
+                                            "weight_decay": 0.0, "nesterov": False, "fixed_lr": True}
+        return [self.center_loss]
+
+    def metric(self, out, labels):
+        return self.center_loss(out["feat"].float(), labels)
+
+
+@register("ce+tp")
+class CETriplet(_MetricStage1):
+    """CE + w · triplet loss (TP; Hoffer & Ailon 2015) on r with online mining, w = 0.001, margin 50 (paper 004).
+
+    distance: "euclidean" (default: paper 004 says the triplet loss is computed on Euclidean distances, and
+    margin 50 is on that scale) or "squared" (the siamese-triplet code). mining: "hard" (default: for each
+    anchor-positive pair its hardest negative in the batch), "semihard" or "all" (paper silent).
+    sampler "pk" (default): batches of P = every class x K = samples_per_class images (`PKSampler`), so every
+    anchor has positives; "instance" keeps the CE batches as they are (anchors without positives are skipped).
+    """
+
+    metric_name = "triplet"
+
+    def __init__(self, weight: float = 0.001, margin: float = 50.0, mining: str = "hard", distance: str = "euclidean",
+                 sampler: str = "pk", samples_per_class: int = 4):
+        super().__init__(weight=_check_number(weight, "weight", "ce+tp", 0, lo_open=True),
+                         margin=_check_number(margin, "margin", "ce+tp", 0),
+                         mining=_check_choice(mining, "mining", "ce+tp", L.TRIPLET_MINING),
+                         distance=_check_choice(distance, "distance", "ce+tp", L.TRIPLET_DISTANCES),
+                         sampler=_check_choice(sampler, "sampler", "ce+tp", ("instance", "pk")),
+                         samples_per_class=_check_int(samples_per_class, "samples_per_class", "ce+tp"))
+        self.sampler = self.params["sampler"]
+
+    def metric_modules(self, model):
+        self.triplet = L.TripletLoss(self.params["margin"], self.params["mining"], self.params["distance"])
+        return []
+
+    def metric(self, out, labels):
+        return self.triplet(out["feat"].float(), labels)
+
+
+@register("ce+sc")
+class CESupCon(_MetricStage1):
+    """CE + w · supervised contrastive loss (SC; Khosla et al. 2020), w = 1.0, temperature 0.05 (paper 004), on
+    the L2-normalised output of a 3-layer MLP after the feature extractor (`ProjectionMLP`, out `proj_dim`).
+    One view per image: positives are the other images of the same class in the batch (paper 004 Sect. 2.2).
+    base_temperature None: the loss of Khosla et al. as written (no T / T_base factor); a number rescales by
+    T / T_base as the SupContrast code does (0.07 there).
+    """
+
+    metric_name = "supcon"
+
+    def __init__(self, weight: float = 1.0, temperature: float = 0.05, base_temperature: float | None = None,
+                 proj_dim: int = 128, sampler: str = "instance", samples_per_class: int = 4):
+        name = self.name
+        super().__init__(weight=_check_number(weight, "weight", name, 0, lo_open=True),
+                         temperature=_check_number(temperature, "temperature", name, 0, lo_open=True),
+                         base_temperature=None if base_temperature is None else
+                         _check_number(base_temperature, "base_temperature", name, 0, lo_open=True),
+                         proj_dim=_check_int(proj_dim, "proj_dim", name),
+                         sampler=_check_choice(sampler, "sampler", name, ("instance", "pk")),
+                         samples_per_class=_check_int(samples_per_class, "samples_per_class", name))
+        self.sampler = self.params["sampler"]
+
+    def metric_modules(self, model):
+        t = self.params["temperature"]
+        bt = self.params["base_temperature"]
+        self.supcon = L.SupConLoss(temperature=t, base_temperature=t if bt is None else bt)
+        self.projection = ProjectionMLP(model.feature_dim, self.params["proj_dim"])
+        return [self.projection]
+
+    def metric(self, out, labels):
+        return self.supcon(self.projection(out["feat"].float()), labels)
+
+
+@register("sc")
+class SupConOnly(CESupCon):
+    """Stage 1 with the supervised contrastive loss alone (paper 004 Table 3, row "- SC cRW")."""
+
+    use_ce = False
+
+
+METRIC_STAGE1 = ("ce+ct", "ce+tp", "ce+sc", "sc")

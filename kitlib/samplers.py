@@ -311,6 +311,62 @@ SAMPLERS = {"instance": _instance, "class": _class, "sqrt": _sqrt, "power": _pow
 SAMPLERS["oversample"] = _oversample
 
 
+# --------------------------------------------------------------------------- paper 004: BBN and metric learning
+class ReversedSampler(PowerSampler):
+    """BBN's reversed sampler (Zhou et al. 2020): class i with probability ``w_i / Σ_j w_j``, ``w_i = N_max / N_i``,
+    then a uniform sample of it; i.e. P(class i) ∝ 1/N_i (``PowerSampler`` with q = -1)."""
+
+    def __init__(self, labels, seed: int = 0, num_samples: int | None = None):
+        super().__init__(labels, q=-1.0, seed=seed, num_samples=num_samples)
+
+
+class PKSampler(Sampler[int]):
+    """P x K batches as one flat index stream, for a DataLoader with a plain ``batch_size``.
+
+    Consecutive blocks of ``P * K`` indices hold ``K`` items of each of ``P`` classes (P = every class by
+    default), drawn as :class:`ClassAwareBatchSampler` does. With P = all C classes every block has the same
+    class pattern, so any ``batch_size >= C * K`` consecutive indices hold at least K items of every class:
+    online triplet mining always finds positives and negatives. Length: about N (``num_samples`` to change).
+    """
+
+    def __init__(self, labels, samples_per_class: int = 4, classes_per_batch: int | None = None, seed: int = 0,
+                 num_samples: int | None = None):
+        labels = _labels_array(labels, "PKSampler")
+        if isinstance(samples_per_class, bool) or not isinstance(samples_per_class, (int, np.integer)) \
+                or samples_per_class < 1:
+            raise ValueError(f"PKSampler: samples_per_class must be an integer >= 1, got {samples_per_class!r}")
+        n = len(labels) if num_samples is None else int(num_samples)
+        k = len(np.unique(labels)) if classes_per_batch is None else int(classes_per_batch)
+        block = k * int(samples_per_class)
+        self.inner = ClassAwareBatchSampler(labels, samples_per_class=int(samples_per_class),
+                                            classes_per_batch=classes_per_batch,
+                                            num_batches=max(1, -(-n // block)), seed=seed)
+        self.block = block
+
+    def set_epoch(self, epoch: int) -> None:
+        self.inner.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.inner) * self.block
+
+    def __iter__(self) -> Iterator[int]:
+        for batch in self.inner:
+            yield from batch
+
+
+def _reversed(labels, seed=0, num_samples=None):
+    return ReversedSampler(labels, seed=seed, num_samples=num_samples)
+
+
+def _pk(labels, seed=0, num_samples=None, samples_per_class=4, classes_per_batch=None):
+    return PKSampler(labels, samples_per_class=samples_per_class, classes_per_batch=classes_per_batch, seed=seed,
+                     num_samples=num_samples)
+
+
+SAMPLERS["reversed"] = _reversed
+SAMPLERS["pk"] = _pk
+
+
 def build_sampler(name: str, labels, seed: int = 0, num_samples: int | None = None, **kw) -> Sampler:
     """Epoch sampler by name: ``instance``, ``class`` (class-balanced, RS), ``sqrt``,
     ``power`` (kw q), ``drs`` (kw defer_epoch). labels: (N,) training labels."""

@@ -54,10 +54,12 @@ class ModelSpec:
     small_input: bool = False
     head: str = "linear"
     width: int = 32  # tiny_cnn only
+    small_stem: str = "keep"  # with small_input: "keep" the first conv's (pretrained) filters at stride 1, or "new"
 
     def build(self) -> KitModel:
         return create_model(self.name, self.num_classes, pretrained=self.pretrained,
-                            small_input=self.small_input, head=self.head, width=self.width)
+                            small_input=self.small_input, head=self.head, width=self.width,
+                            small_stem=self.small_stem)
 
 
 OPTIMIZERS = ("sgd", "adamw", "adam")
@@ -486,8 +488,13 @@ def fit(model: ModelSpec | dict, method: Method | str, train_set, val_set=None, 
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     extras = [m.to(device) for m in method.setup(net, counts, cfg.epochs)]
-    params = _trainable(net, cfg.freeze_backbone) + [p for m in extras for p in m.parameters()]
-    opt = make_optimizer(params, cfg)
+    # an extra module with an `optim_group` dict (e.g. centre-loss centres: own lr, no momentum, fixed_lr) gets
+    # its own parameter group; the others share the network's settings
+    own = [m for m in extras if getattr(m, "optim_group", None)]
+    params = _trainable(net, cfg.freeze_backbone) + [p for m in extras if not any(m is o for o in own)
+                                                     for p in m.parameters()]
+    opt = make_optimizer([{"params": params}] + [{"params": list(m.parameters()), **m.optim_group} for m in own]
+                         if own else params, cfg)
     sched = LRSchedule(cfg)
 
     train_set = _with_views(train_set, method.views)
@@ -554,7 +561,8 @@ def fit(model: ModelSpec | dict, method: Method | str, train_set, val_set=None, 
         t0, tot, n = time.time(), 0.0, 0
         for i, batch in enumerate(loader):
             for g in opt.param_groups:
-                g["lr"] = cfg.lr * sched.factor(epoch + i / iters)
+                if not g.get("fixed_lr"):  # a group with fixed_lr keeps its own constant lr
+                    g["lr"] = cfg.lr * sched.factor(epoch + i / iters)
             batch = _to_device(batch, device, channels_last)
             if extra:
                 try:
@@ -588,6 +596,7 @@ def fit(model: ModelSpec | dict, method: Method | str, train_set, val_set=None, 
             tot += value * len(batch["label"])
             n += len(batch["label"])
         logs = {"epoch": epoch, "loss": tot / max(n, 1), "lr": opt.param_groups[0]["lr"], "time_s": time.time() - t0}
+        logs.update(method.epoch_logs())  # e.g. the lambdas a mixing method drew this epoch
         score = None
         evaluate_now = val_set is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch == cfg.epochs - 1)
         if evaluate_now and rank == 0:

@@ -118,20 +118,30 @@ def ratio_split(labels, ratios, seed: int = 0, groups=None) -> tuple[np.ndarray,
     return (rest, *out)
 
 
-def long_tail(idx, labels, ratio: float, seed: int = 0) -> np.ndarray:
+LONG_TAIL_ORDERS = ("count", "label")
+
+
+def long_tail(idx, labels, ratio: float, seed: int = 0, order: str = "count") -> np.ndarray:
     """Subsample the index set `idx` to an exponential profile with imbalance ratio rho = `ratio`.
 
-    Classes are ranked by their count in `idx` (ties by label); the class of rank r keeps
-    min(available, round(n_max * rho^(-r/(C-1)))) samples, at least 1, drawn at random; the largest class keeps
-    all n_max (PathMNIST-LT: rho = 100; Flower-LT, Stanford-Dogs-LT: rho = 10). Returns sorted indices.
+    order="count": classes are ranked by their count in `idx` (ties by label) and n_max is the largest count;
+    order="label": the rank is the label itself and n_max is the count of label 0 (the LDAM-DRW code's
+    convention n_c = n_max * rho^(-c/(C-1)); paper 004's PathMNIST-LT: N_max 9366, N_min 94).
+    The class of rank r keeps min(available, round(n_max * rho^(-r/(C-1)))) samples, at least 1, drawn at
+    random (PathMNIST-LT: rho = 100; Flower-LT, Stanford-Dogs-LT: rho = 10). Returns sorted indices.
     """
     if ratio < 1:
         raise ValueError(f"long_tail: ratio must be >= 1, got {ratio}")
+    if order not in LONG_TAIL_ORDERS:
+        raise ValueError(f"long_tail: order must be one of {LONG_TAIL_ORDERS}, got {order!r}")
     idx = np.asarray(idx, dtype=np.int64).reshape(-1)
     y = np.asarray(labels)[idx]
     classes, counts = np.unique(y, return_counts=True)
-    order = classes[np.argsort(-counts, kind="stable")]
-    n_max = counts.max()
+    if order == "count":
+        order = classes[np.argsort(-counts, kind="stable")]
+        n_max = counts.max()
+    else:
+        order, n_max = classes, counts[0]
     rng = np.random.default_rng(seed)
     keep = []
     for r, c in enumerate(order):
