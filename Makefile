@@ -24,7 +24,7 @@ reproduce: $(STAMP)
 # pytest exit code 5 means "no tests collected": not a failure for the notebook pass. The notebooks under nbval
 # write their tables to a temporary folder ($KITLIB_RESULTS), never into results/.
 test: $(STAMP)
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --durations=12
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
 		out=$$(mktemp -d); \
 		echo "KITLIB_RESULTS=$$out $(PY) -m pytest --nbval-lax notebooks/"; \
