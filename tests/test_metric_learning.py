@@ -248,3 +248,44 @@ def test_bad_sampler_and_loss_parameters():
         PKSampler([0, 1], samples_per_class=0)
     with pytest.raises(ValueError, match="BBN"):
         create_model("vgg19", 3, head="bbn")
+
+
+def test_stage2_on_cached_features_frozen_and_equal_to_a_head_trained_by_hand(tmp_path):
+    from kitlib.train import retrain_head_features
+
+    arr = load("synthetic", n=120, num_classes=3, ratio=3, size=8, seed=0)
+    exp = Experiment(arr, protocol="ratio", image_size=8, model={"width": 4}, progress=False, run_root=tmp_path,
+                     train={"epochs": 1, "batch_size": 32, "device": "cpu"})
+    s1 = exp.train(0, "tiny_cnn", "ce")
+    train = exp.dataset(0, "test")  # deterministic transform: the features are the same on every pass
+    # one full batch per epoch, last epoch kept: the run is a plain function of the features
+    cfg = {"epochs": 3, "batch_size": 10_000, "select_metric": None, "device": "cpu", "seed": 3}
+    s2 = retrain_head_features(s1, train, None, kind="crw", cfg=cfg, run_root=tmp_path, progress=False)
+    for k, v in s1.model.backbone.state_dict().items():
+        assert torch.equal(v, s2.model.backbone.state_dict()[k]), k  # frozen, BN statistics included
+    x = torch.stack([train[i]["image"] for i in range(len(train))])
+    y = torch.as_tensor(np.asarray(train.labels))
+    with torch.no_grad():
+        feat = s1.model(x, out="all")["feat"]
+    n = np.bincount(y.numpy(), minlength=3).astype(float)
+    w = torch.tensor(3 * (1 / n) / (1 / n).sum(), dtype=torch.float32)  # inverse frequency, summing to C
+    seed_everything(3)
+    head = torch.nn.Linear(feat.shape[1], 3)
+    opt = torch.optim.SGD(head.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    floor = 1e-6 / 0.1
+    for epoch in range(3):  # cosine from 0.1 to 1e-6 over 3 epochs, one step per epoch
+        for g in opt.param_groups:
+            g["lr"] = 0.1 * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * epoch / 3)))
+        loss = F.cross_entropy(head(feat), y, weight=w)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert torch.allclose(s2.model.head.weight, head.weight, atol=1e-5)
+    assert torch.allclose(s2.model.head.bias, head.bias, atol=1e-5)
+    with torch.no_grad():  # the returned model is backbone + the new head
+        assert torch.allclose(s2.model(x), head(feat), atol=1e-5)
+    assert s2.config["features"] == "cached" and s2.config["init"] == s1.key
+    again = retrain_head_features(s1, train, None, kind="crw", cfg=cfg, run_root=tmp_path, progress=False)
+    assert torch.equal(again.model.head.weight, s2.model.head.weight)  # cached by config
+    with pytest.raises(ValueError, match="kind"):
+        retrain_head_features(s1, train, None, kind="crx", cfg=cfg, run_root=tmp_path, progress=False)
