@@ -15,7 +15,7 @@ LAB_STAMP := $(VENV)/.kitlib-lab.stamp
 help:
 	@echo "make reproduce   every paper notebook at the smoke profile -> results/smoke/<paper>/"
 	@echo "make test        unit tests (tests/) then the notebooks under nbval (--nbval-lax)"
-	@echo "make lab         install JupyterLab into $(VENV) and start it"
+	@echo "make lab         install JupyterLab into $(VENV), keep notebook outputs out of git (nbstripout), start it"
 	@echo "make venv        only create/update $(VENV)"
 
 reproduce: $(STAMP)
@@ -24,7 +24,7 @@ reproduce: $(STAMP)
 # pytest exit code 5 means "no tests collected": not a failure for the notebook pass. The notebooks under nbval
 # write their tables to a temporary folder ($KITLIB_RESULTS), never into results/.
 test: $(STAMP)
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --durations=12
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
 		out=$$(mktemp -d); \
 		echo "KITLIB_RESULTS=$$out $(PY) -m pytest --nbval-lax notebooks/"; \
@@ -34,7 +34,13 @@ test: $(STAMP)
 		echo "no notebooks/*.ipynb: nbval pass skipped"; \
 	fi
 
+# nbstripout as a git filter: whatever JupyterLab autosaves into notebooks/, git sees (and commits) the notebook
+# without outputs (.gitattributes applies it to notebooks/*.ipynb only, never to executed notebooks under results/;
+# this registers the filter in .git/config).
 lab: $(LAB_STAMP)
+	git config filter.nbstripout.clean "$(abspath $(PY)) -m nbstripout"
+	git config filter.nbstripout.smudge cat
+	git config diff.ipynb.textconv "$(abspath $(PY)) -m nbstripout -t"
 	$(VENV)/bin/jupyter lab
 
 venv: $(STAMP)

@@ -18,31 +18,33 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kitlib.infer import time_calls
+import json
+
+from kitlib.infer import autocast, time_calls
 from kitlib.models import create_model
 from kitlib.perturb import predict_perturbed, signed_gradient, target_distribution
 
 
-def plain_predict(model, x: torch.Tensor, batch: int, device: torch.device) -> np.ndarray:
-    """Softmax probabilities (N, C): one forward per batch under no_grad."""
+def plain_predict(model, x: torch.Tensor, batch: int, device: torch.device, amp: bool = False) -> np.ndarray:
+    """Softmax probabilities (N, C): one forward per batch under no_grad (bf16 autocast on CUDA when amp)."""
     model.eval()
     out = []
-    with torch.no_grad():
+    with torch.no_grad(), autocast(device, amp):
         for i in range(0, len(x), batch):
             xb = x[i:i + batch].to(device, non_blocking=True)
             out.append(F.softmax(model(xb).float(), dim=1).cpu().numpy())
     return np.concatenate(out)
 
 
-def perturbed_predict(model, x, batch, device, counts, eps):
-    return predict_perturbed(model, x, counts, eps=eps, batch_size=batch, progress=False)
+def perturbed_predict(model, x, batch, device, counts, eps, amp=False):
+    return predict_perturbed(model, x, counts, eps=eps, batch_size=batch, progress=False, amp=amp)
 
 
-def gradient_only(model, x, batch, device, counts):
+def gradient_only(model, x, batch, device, counts, amp=False):
     """The extra work of the method alone: forward with a graph + backward to the input, per batch."""
     target = target_distribution(counts)
     for i in range(0, len(x), batch):
-        signed_gradient(model, x[i:i + batch].to(device, non_blocking=True), target)
+        signed_gradient(model, x[i:i + batch].to(device, non_blocking=True), target, amp=amp)
 
 
 def main(argv=None) -> dict:
@@ -56,6 +58,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeats", type=int, default=5, help="timed rounds; the median per path is kept (default 5)")
     ap.add_argument("--device", default="auto", help="auto (cuda when available) | cpu | cuda")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA for both paths (default fp32 for both)")
+    ap.add_argument("--json", default=None, metavar="PATH", help="also append the result as one JSON line to PATH")
     args = ap.parse_args(argv)
     for name in ("size", "batch", "n", "classes", "repeats"):
         if getattr(args, name) < 1 or (name == "classes" and args.classes < 2):
@@ -71,12 +75,13 @@ def main(argv=None) -> dict:
         x = x.pin_memory()
     counts = [int(1000 / (i + 1) ** 1.5) for i in range(args.classes)]  # a long-tailed training set
 
-    plain = lambda: plain_predict(model, x, args.batch, device)  # noqa: E731
-    pert = lambda: perturbed_predict(model, x, args.batch, device, counts, args.eps)  # noqa: E731
+    amp = args.amp
+    plain = lambda: plain_predict(model, x, args.batch, device, amp)  # noqa: E731
+    pert = lambda: perturbed_predict(model, x, args.batch, device, counts, args.eps, amp)  # noqa: E731
     warm_x = x[: args.batch]
-    plain_predict(model, warm_x, args.batch, device)  # warm-up (allocator, cuDNN autotune, oneDNN kernels)
-    perturbed_predict(model, warm_x, args.batch, device, counts, args.eps)
-    grad = lambda: gradient_only(model, x, args.batch, device, counts)  # noqa: E731
+    plain_predict(model, warm_x, args.batch, device, amp)  # warm-up (allocator, cuDNN autotune, oneDNN kernels)
+    perturbed_predict(model, warm_x, args.batch, device, counts, args.eps, amp)
+    grad = lambda: gradient_only(model, x, args.batch, device, counts, amp)  # noqa: E731
     t = time_calls({"plain": plain, "perturbed": pert, "gradient": grad}, args.repeats, device)
     t_plain, t_pert, t_grad = t["plain"], t["perturbed"], t["gradient"]
 
@@ -85,15 +90,22 @@ def main(argv=None) -> dict:
     else:
         dev_name = f"cpu ({torch.get_num_threads()} threads)"
     print(f"model={args.model} size={args.size} small_input={small} batch={args.batch} n={args.n} "
-          f"classes={args.classes} eps={args.eps:g} device={dev_name}")
+          f"classes={args.classes} eps={args.eps:g} device={dev_name} "
+          f"precision={'bf16 autocast' if amp and device.type == 'cuda' else 'fp32'} (both paths)")
     print(f"plain:     {args.n / t_plain:9.1f} images/s   {1e3 * t_plain / args.n:8.3f} ms/image")
     print(f"perturbed: {args.n / t_pert:9.1f} images/s   {1e3 * t_pert / args.n:8.3f} ms/image")
     print(f"  of which forward-with-graph + backward-to-input: {1e3 * t_grad / args.n:8.3f} ms/image "
           f"({t_grad / t_plain:.2f}x a plain forward)")
     ratio = t_pert / t_plain
     print(f"perturbed/plain time ratio: {ratio:.2f}x  (paper: 0.283 s / 0.107 s = 2.64x; goal <= 3x)")
-    return {"plain_s_per_image": t_plain / args.n, "perturbed_s_per_image": t_pert / args.n,
-            "gradient_s_per_image": t_grad / args.n, "ratio": ratio}
+    result = {"model": args.model, "size": args.size, "batch": args.batch, "n": args.n, "device": dev_name,
+              "precision": "bf16" if amp and device.type == "cuda" else "fp32",
+              "plain_s_per_image": t_plain / args.n, "perturbed_s_per_image": t_pert / args.n,
+              "gradient_s_per_image": t_grad / args.n, "ratio": ratio}
+    if args.json:
+        with open(args.json, "a") as fh:
+            fh.write(json.dumps(result) + "\n")
+    return result
 
 
 if __name__ == "__main__":

@@ -219,6 +219,22 @@ def effect_table(scores: pd.DataFrame, contrasts: Sequence[tuple], unit: str = "
     return pd.DataFrame(rows)
 
 
+def verdict_text(claims_rows: pd.DataFrame, profile: str) -> str:
+    """The written verdict of a notebook: one line per claim (verdict, our effect with its interval, the paper's),
+    the smoke caveat, then :data:`RULE`."""
+    lines = []
+    for _, r in claims_rows.iterrows():
+        ours = "" if r["n_units"] == 0 else (f": ours {r['our_effect']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}] "
+                                             f"{r['metric']}, n = {int(r['n_units'])}")
+        paper = "" if pd.isna(r["paper_effect"]) else f" (paper {r['paper_effect']:+.2f})"
+        lines.append(f"- **{r['verdict']}** · {r['claim_id']}: {r['claim']}{ours}{paper}. {r['note']}.")
+    if profile == "smoke":
+        lines.append("- Smoke profile: synthetic data, tiny models, a few epochs. These verdicts show that every "
+                     "step runs; they are not evidence for or against the paper.")
+    lines.append(f"\n*Rule.* {RULE}")
+    return "\n".join(lines)
+
+
 def claims_frame(rows: Iterable[Mapping]) -> pd.DataFrame:
     """Rows (from :func:`judge`) as a DataFrame with exactly :data:`COLUMNS`, checked."""
     df = pd.DataFrame(list(rows))

@@ -85,18 +85,22 @@ class Experiment:
     with_masks: batches carry lesion masks (methods that use them, e.g. CARE); off saves loading time.
     small_input: the small-image stem; default on for images of 64 px or less.
     train: TrainConfig fields shared by every run of the experiment (per-call overrides in `train()`).
+    stage2: TrainConfig fields for the second stage of every two-stage run ("X->crw", "X->crs"): epochs,
+        lr, batch_size, schedule, min_lr, select, ... (per-call overrides in `train(stage2=...)`); unset
+        fields take `retrain_head`'s defaults (paper 004: 10 epochs, lr 0.1 cosine to 1e-6).
     """
 
     def __init__(self, arrays: ImageArrays, protocol: str = "kfold", folds: int = 5, seed: int = 0,
                  val_frac: float = 0.1, ratios=(0.75, 0.05, 0.2), image_size: int | None = None,
                  augment: dict | None = None, train: dict | None = None, device: str = "auto",
                  run_root=None, progress: bool = True, pretrained: bool = False, small_input: bool | None = None,
-                 model: dict | None = None, with_masks: bool = False):
+                 model: dict | None = None, with_masks: bool = False, stage2: dict | None = None):
         self.arrays = arrays
         self.splits = make_splits(arrays, protocol, folds, seed, val_frac, ratios)
         self.size = image_size or arrays.images.shape[1]
         self.augment = {"flip": True, **(augment or {})}
         self.train_defaults = {"seed": seed, **(train or {}), "device": device}
+        self.stage2_defaults = dict(stage2 or {})
         self.run_root, self.progress, self.pretrained = run_root, progress, pretrained
         self.model_kwargs = dict(model or {})
         self.small_input = self.size <= 64 if small_input is None else small_input
@@ -143,11 +147,13 @@ class Experiment:
         return ModelSpec(backbone, self.arrays.num_classes, **kw)
 
     def train(self, fold: int, backbone: str, method: str, method_params: dict | None = None,
-              seed: int | None = None, **train_overrides) -> TrainedRun:
+              seed: int | None = None, stage2: dict | None = None, **train_overrides) -> TrainedRun:
         """Train (or fetch from the cache) `backbone` with `method` on one fold's training split.
 
         Two-stage methods are written "<stage-1 method>-><crw|crs>" (e.g. "ce->crw"): the first stage is
-        trained (cached) and its head re-trained on frozen features.
+        trained (cached) with the experiment's `train` settings and `train_overrides`, and its head re-trained
+        on frozen features with the stage-2 settings: seed, device and batch_size from the call, then the
+        experiment's `stage2`, then this call's `stage2` (each later one wins).
         """
         if seed is not None:
             train_overrides["seed"] = seed
@@ -157,13 +163,28 @@ class Experiment:
             head_cfg = {k: v for k, v in train_overrides.items() if k in ("seed", "device", "batch_size")}
             return retrain_head(stage1, self.dataset(fold, "train"), self.dataset(fold, "val"), kind=second,
                                 cfg={**{"seed": self.train_defaults["seed"], "device": self.train_defaults["device"]},
-                                     **head_cfg}, run_root=self.run_root, progress=self.progress)
+                                     **head_cfg, **self.stage2_defaults, **(stage2 or {})},
+                                run_root=self.run_root, progress=self.progress)
+        if stage2:
+            raise ValueError(f"Experiment.train: stage2 settings given for the one-stage method {method!r}; "
+                             f"two-stage methods are written 'X->crw' or 'X->crs'")
         return fit(self.spec(backbone), build_method(method, **(method_params or {})), self.dataset(fold, "train"),
                    self.dataset(fold, "val"), self.config(**train_overrides), run_root=self.run_root,
                    progress=self.progress)
 
-    def predict(self, run: TrainedRun, fold: int, part: str = "test", tta: str = "none") -> np.ndarray:
-        return predict(run.model, self.images(fold, part), tta=tta, batch_size=256)
+    def predict(self, run: TrainedRun, fold: int, part: str = "test", tta: str = "none",
+                amp: bool = True) -> np.ndarray:
+        """Probabilities of one fold's split; amp: bfloat16 autocast on CUDA (a no-op on CPU)."""
+        return predict(run.model, self.images(fold, part), tta=tta, batch_size=256, amp=amp)
+
+    def predict_arrays(self, run: TrainedRun, arrays: ImageArrays, tta: str = "none") -> np.ndarray:
+        """Probabilities (N, C) of `run` on every image of another dataset (an external test set, no retraining),
+        resized as this experiment's test images. Its classes must be this experiment's, in the same order."""
+        if list(arrays.class_names) != list(self.class_names):
+            raise ValueError(f"predict_arrays: {arrays.name!r} has classes {list(arrays.class_names)} but the model "
+                             f"was trained on {list(self.class_names)}; give a dataset with the same classes in the "
+                             f"same order")
+        return predict(run.model, TorchImageSet(arrays, self.t_test, with_masks=False), tta=tta, batch_size=256)
 
     def labels(self, fold: int, part: str = "test") -> np.ndarray:
         return self.arrays.labels[getattr(self.splits[fold], part)]

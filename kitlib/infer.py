@@ -107,10 +107,64 @@ def predict(model: nn.Module, data, tta: str = "none", batch_size: int = 256, de
     return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
 
 
-def time_calls(fns: dict, repeats: int = 3, device=None) -> dict:
-    """Median wall seconds of each zero-argument callable over `repeats` rounds. The callables alternate within
-    a round so that a change in machine load affects them alike; CUDA is synchronised around each call.
-    Warm up before calling this (allocator, cuDNN autotune)."""
+# ------------------------------------------------------------------ post-hoc corrections of a trained model
+POSTHOC = ("logit_adj", "tau_norm")
+
+
+def logit_adjust(probs, train_counts, tau: float = 1.0) -> np.ndarray:
+    """Post-hoc logit adjustment (Menon et al., ICLR 2021): softmax(logits - tau * log prior).
+
+    probs: (N, C) softmax probabilities of the trained model; log(probs) differs from the logits by a
+    per-row constant, so the result is exactly softmax(logits - tau * log pi) with pi = train_counts /
+    sum(train_counts). tau = 0 returns the input; tau = 1 is the Bayes-optimal correction for a balanced
+    error when the model is calibrated. Zero cost: no forward pass.
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    counts = np.asarray(train_counts, dtype=np.float64)
+    if p.ndim != 2 or counts.shape != (p.shape[1],):
+        raise ValueError(f"logit_adjust: probs (N, C) and train_counts (C,) must agree, got {p.shape} and "
+                         f"{counts.shape}")
+    if (counts <= 0).any():
+        raise ValueError(f"logit_adjust: every class needs a training image, got train_counts {counts.tolist()}")
+    if not (np.isfinite(tau) and tau >= 0):
+        raise ValueError(f"logit_adjust: tau must be a finite number >= 0, got {tau!r}")
+    z = np.log(np.clip(p, 1e-30, None)) - tau * np.log(counts / counts.sum())
+    z -= z.max(1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(1, keepdims=True)).astype(np.float32)
+
+
+def tau_normalize(model: nn.Module, tau: float = 1.0, bias: str = "drop") -> nn.Module:
+    """tau-normalised classifier (Kang et al., ICLR 2020): a copy of `model` whose head weights are
+    w_c / ||w_c||^tau (each class's row), so that frequent classes lose the larger norms they learnt.
+
+    model: a kitlib model (``model.head`` an ``nn.Linear``, or a cosine head, on which it changes nothing).
+    bias: "drop" (zeroed, as the decoupling code scores features by a dot product without bias) or "keep".
+    tau = 0 with bias="keep" returns an identical copy. The original model is not modified.
+    """
+    import copy
+
+    if bias not in ("drop", "keep"):
+        raise ValueError(f"tau_normalize: bias must be 'drop' or 'keep', got {bias!r}")
+    if not (np.isfinite(tau) and tau >= 0):
+        raise ValueError(f"tau_normalize: tau must be a finite number >= 0, got {tau!r}")
+    head = getattr(model, "head", None)
+    if head is None or not hasattr(head, "weight") or head.weight.ndim != 2:
+        raise ValueError(f"tau_normalize: {type(model).__name__} has no linear `head` (a kitlib model has one)")
+    out = copy.deepcopy(model)
+    with torch.no_grad():
+        w = out.head.weight
+        w.div_(w.norm(dim=1, keepdim=True).clamp_min(1e-12).pow(tau))
+        if bias == "drop" and getattr(out.head, "bias", None) is not None:
+            out.head.bias.zero_()
+    return out
+
+
+def time_calls(fns: dict, repeats: int = 3, device=None, every: bool = False) -> dict:
+    """Median wall seconds of each zero-argument callable over `repeats` rounds (every=True: the list of
+    per-round seconds instead). The callables alternate within a round so that a change in machine load
+    affects them alike; CUDA is synchronised around each call. Warm up before calling this (allocator,
+    cuDNN autotune)."""
     cuda = device is not None and torch.device(device).type == "cuda"
     times = {name: [] for name in fns}
     for _ in range(repeats):
@@ -122,4 +176,4 @@ def time_calls(fns: dict, repeats: int = 3, device=None) -> dict:
             if cuda:
                 torch.cuda.synchronize()
             times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    return times if every else {name: statistics.median(ts) for name, ts in times.items()}

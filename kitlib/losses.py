@@ -23,6 +23,7 @@ divides by the batch size (as the public focal / CB-focal codes do).
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -296,23 +297,31 @@ def _zero(x: torch.Tensor) -> torch.Tensor:
 
 
 class SupConLoss(nn.Module):
-    """Supervised contrastive loss (Khosla et al. 2020; paper 002 Eq. 1), SupContrast convention.
+    """Supervised contrastive loss (Khosla et al. 2020; paper 002 Eq. 1).
 
     features: (B, V, D) V augmented views per sample, or (B, D) (V = 1); L2-normalised here along D
     (idempotent if already normalised). labels: int64 (B,).
-    All B·V embeddings are anchors; for anchor i with positives P(i) (same label, not i itself):
-    ``L_i = -(T / T_base) · 1/|P(i)| Σ_{p∈P(i)} log( exp(z_i·z_p/T) / Σ_{k≠i} exp(z_i·z_k/T) )``.
+    All B·V embeddings are anchors; for anchor i with positives P(i) (same label, not i itself, so
+    |P(i)| = N_ci - 1 of Eq. 1):
+    ``L_i = -s · 1/|P(i)| Σ_{p∈P(i)} log( exp(z_i·z_p/T) / Σ_{k≠i} exp(z_i·z_k/T) )``.
+    base_temperature None (default): s = 1, Eq. 1 as written. A number T_base: s = T / T_base, the
+    SupContrast code's convention (T_base 0.07 there), which rescales the loss with T.
     The loss is the mean of L_i over anchors that have at least one positive; anchors without one
     are skipped (no NaN) and a batch with none gives 0. Returns a scalar.
     """
 
-    def __init__(self, temperature: float = 0.07, base_temperature: float = 0.07):
+    def __init__(self, temperature: float = 0.07, base_temperature: float | None = None):
         super().__init__()
-        if not temperature > 0 or not base_temperature > 0:
-            raise ValueError(f"SupConLoss: temperature and base_temperature must be > 0, got "
-                             f"{temperature}, {base_temperature}")
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0 \
+                or not math.isfinite(temperature):
+            raise ValueError(f"SupConLoss: temperature must be a finite number > 0, got {temperature!r}")
+        if base_temperature is not None and (isinstance(base_temperature, bool)
+                                             or not isinstance(base_temperature, (int, float))
+                                             or not base_temperature > 0 or not math.isfinite(base_temperature)):
+            raise ValueError(f"SupConLoss: base_temperature must be None (Eq. 1) or a finite number > 0, "
+                             f"got {base_temperature!r}")
         self.temperature = float(temperature)
-        self.base_temperature = float(base_temperature)
+        self.base_temperature = None if base_temperature is None else float(base_temperature)
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if features.ndim == 2:
@@ -334,7 +343,8 @@ class SupConLoss(nn.Module):
         if not bool(valid.any()):
             return _zero(features)
         mean_log_prob_pos = log_prob.masked_fill(~pos, 0.0).sum(dim=1)[valid] / n_pos[valid]
-        return -(self.temperature / self.base_temperature) * mean_log_prob_pos.mean()
+        scale = 1.0 if self.base_temperature is None else self.temperature / self.base_temperature
+        return -scale * mean_log_prob_pos.mean()                                  # Eq. 1, mean over anchors
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}, base_temperature={self.base_temperature}"

@@ -13,8 +13,11 @@ DistributedDataParallel sees the forward pass. New methods: subclass `Method`, a
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from kitlib import losses as L
 
@@ -37,6 +40,7 @@ class Method:
     views = 1
     head: str | None = None
     extra_sampler: str | None = None  # a second, differently sampled batch as batch["extra"] (Balanced-MixUp)
+    unused_parameters = False  # True: some model parameters get no gradient (DDP find_unused_parameters)
 
     def __init__(self, **params):
         self.params = params
@@ -60,6 +64,10 @@ class Method:
 
     def on_epoch_start(self, epoch: int) -> None:
         """Hook for schedules inside the method (e.g. deferred re-weighting)."""
+
+    def epoch_logs(self) -> dict:
+        """Extra entries for the epoch's row of the run history (e.g. the mixing weights drawn); then reset."""
+        return {}
 
     def loss(self, model, batch, epoch):
         logits = model(batch["image"])
@@ -171,6 +179,208 @@ class CRS(RS):
 
 
 TWO_STAGE = ("crw", "crs")
+
+
+# --------------------------------------------------------------------------- sampling by n^q, MixUp, Balanced-MixUp
+@register("sqrt")
+class Sqrt(Method):
+    """Square-root sampling (Balanced-MixUp Eq. 2 with q = 1/2): P(class j) ∝ sqrt(n_j), plain CE."""
+
+    sampler = "sqrt"
+
+
+@register("power")
+class Power(Method):
+    """Class j drawn with probability n_j^q / Σ_k n_k^q (Balanced-MixUp Eq. 2), plain CE.
+
+    q = 1 instance-like (with replacement), 0 class-balanced, 1/2 square root.
+    """
+
+    sampler = "power"
+
+    def __init__(self, q: float = 0.5):
+        q = _check_number(q, "q", "power")
+        super().__init__(q=q)
+
+    def sampler_kwargs(self, epochs):
+        return {"q": self.params["q"]}
+
+
+def one_hot(labels: torch.Tensor, num_classes: int, dtype=torch.float32) -> torch.Tensor:
+    """(B,) int labels -> (B, C) one-hot rows; C = num_classes (2 for a binary task: never a single column)."""
+    return F.one_hot(labels.long(), num_classes).to(dtype)
+
+
+def mix(x_a: torch.Tensor, y_a: torch.Tensor, x_b: torch.Tensor, y_b: torch.Tensor, weight_a: torch.Tensor,
+        num_classes: int):
+    """Convex combination of two batches and of their one-hot labels (MixUp Eq. 1, Balanced-MixUp Eq. 3).
+
+    weight_a: scalar or (B,) weight of batch a (batch b gets 1 - weight_a). Returns (x, soft (B, C) target).
+    """
+    w = torch.as_tensor(weight_a, dtype=x_a.dtype, device=x_a.device)
+    wx = w.view(-1, *([1] * (x_a.dim() - 1))) if w.dim() else w
+    wy = w.view(-1, 1) if w.dim() else w
+    x = wx * x_a + (1 - wx) * x_b
+    y = wy * one_hot(y_a, num_classes, x_a.dtype) + (1 - wy) * one_hot(y_b, num_classes, x_a.dtype)
+    return x, y
+
+
+LAMBDA_PER = ("batch", "sample")
+
+
+class _Mixing(Method):
+    """Shared by MixUp and Balanced-MixUp: draws lambda from the torch RNG (seeded per epoch by the engine,
+    so a run and its resume draw the same values) and remembers what it drew for `epoch_logs`."""
+
+    beta_b: float | None = None  # second Beta parameter; None = alpha (MixUp), 1 (Balanced-MixUp)
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self._drawn: list[float] = []
+
+    def draw(self, n: int, device=None) -> torch.Tensor:
+        """lambda for a batch of n: one value (lam_per="batch") or n values ("sample")."""
+        a = self.params["alpha"]
+        b = a if self.beta_b is None else self.beta_b
+        k = 1 if self.params["lam_per"] == "batch" else n
+        lam = torch.distributions.Beta(torch.tensor(float(a)), torch.tensor(float(b))).sample((k,))
+        self._drawn.extend(lam.tolist())
+        lam = lam.to(device) if device is not None else lam
+        return lam[0] if k == 1 else lam
+
+    def epoch_logs(self) -> dict:
+        drawn, self._drawn = self._drawn, []
+        return {"lambdas": drawn} if drawn else {}
+
+
+@register("mixup")
+class MixUp(_Mixing):
+    """MixUp (Zhang et al. 2018; Balanced-MixUp Eq. 1): lambda ~ Beta(alpha, alpha), one instance-sampled
+    batch mixed with a random permutation of itself, images and one-hot labels alike; soft-label CE."""
+
+    def __init__(self, alpha: float = 0.2, lam_per: str = "batch"):
+        super().__init__(alpha=_check_number(alpha, "alpha", "mixup", 0, lo_open=True),
+                         lam_per=_check_choice(lam_per, "lam_per", "mixup", LAMBDA_PER))
+
+    def loss(self, model, batch, epoch):
+        x, y = batch["image"], batch["label"]
+        lam = self.draw(len(y), x.device)
+        perm = torch.randperm(len(y), device=x.device)
+        xm, target = mix(x, y, x[perm], y[perm], lam, len(self.class_counts))
+        logits = model(xm)
+        loss = self.criterion(logits, target.to(logits.dtype))
+        return loss, {"mixup_ce": float(loss.detach())}
+
+
+BALANCED_MIXUP_FORMS = ("text", "eq3")
+
+
+@register("balanced_mixup")
+class BalancedMixUp(_Mixing):
+    """Balanced-MixUp (Galdran et al. 2021, Eq. 3): each step mixes an instance-sampled batch (x_I, y_I) with a
+    class-balanced batch (x_C, y_C, the engine's `extra_sampler`), lambda ~ Beta(alpha, 1), soft-label CE.
+
+    form="text" (default, the paper's text and the authors' code): x = (1 - lambda) x_I + lambda x_C, so the
+    instance batch keeps the larger weight (lambda is mostly small for alpha < 1). form="eq3": Eq. 3 as
+    printed, x = lambda x_I + (1 - lambda) x_C. Labels are mixed the same way as images, as one-hot rows over
+    all C classes, binary tasks included. lam_per: one lambda per batch (the authors' code) or per sample.
+    """
+
+    sampler = "instance"
+    extra_sampler = "class"
+    beta_b = 1.0
+
+    def __init__(self, alpha: float = 0.1, form: str = "text", lam_per: str = "batch"):
+        super().__init__(alpha=_check_number(alpha, "alpha", "balanced_mixup", 0, lo_open=True),
+                         form=_check_choice(form, "form", "balanced_mixup", BALANCED_MIXUP_FORMS),
+                         lam_per=_check_choice(lam_per, "lam_per", "balanced_mixup", LAMBDA_PER))
+
+    def instance_weight(self, lam: torch.Tensor) -> torch.Tensor:
+        """Weight of the instance-sampled batch for a drawn lambda (see `form`)."""
+        return 1 - lam if self.params["form"] == "text" else lam
+
+    def mixed(self, batch):
+        """(mixed images, soft targets) of one step; batch["extra"] is the class-balanced batch."""
+        if "extra" not in batch:
+            raise ValueError("balanced_mixup: the batch lacks the class-balanced batch['extra'] "
+                             "(train with kitlib.train.fit, which draws it from the method's extra_sampler)")
+        xi, yi = batch["image"], batch["label"]
+        xc, yc = batch["extra"]["image"], batch["extra"]["label"]
+        n = min(len(yi), len(yc))  # the two loaders end an epoch on batches of the same size; guard anyway
+        xi, yi, xc, yc = xi[:n], yi[:n], xc[:n], yc[:n]
+        lam = self.draw(n, xi.device)
+        return mix(xi, yi, xc, yc, self.instance_weight(lam), len(self.class_counts))
+
+    def loss(self, model, batch, epoch):
+        x, target = self.mixed(batch)
+        logits = model(x)
+        loss = self.criterion(logits, target.to(logits.dtype))
+        return loss, {"bal_mixup_ce": float(loss.detach())}
+
+
+# Paper 002 (Marrakchi et al. 2021): supervised contrastive stage 1, then "X->crs" for the linear head.
+RESAMPLE_SAMPLERS = ("instance", "oversample", "class_aware", "class")
+
+
+def _check_sampler(method: str, sampler: str) -> str:
+    if sampler not in RESAMPLE_SAMPLERS:
+        raise ValueError(f"method {method!r}: sampler must be one of {RESAMPLE_SAMPLERS}, got {sampler!r}")
+    return sampler
+
+
+@register("supcon")
+class SupCon(Method):
+    """Supervised contrastive stage 1 (paper 002 Eq. 1): two augmented views per image, pooled backbone
+    features -> 2-layer MLP projection (feature_dim -> hidden_dim -> proj_dim, ReLU between; Section 4.3)
+    -> L2-normalised z -> SupConLoss. The classifier head takes no part (it is trained later by
+    "supcon->crs" on frozen features, the projection head dropped); under DDP its parameters are unused.
+
+    temperature: tau of Eq. 1. base_temperature: None = Eq. 1; 0.07 = the SupContrast code's T/base_T factor.
+    sampler: "instance" (plain), "oversample" (paper's "+ resample": copies until every class has the largest
+        count), "class_aware" (the authors' code's "balance" batches, batch_size // C per class) or "class".
+    The loss is computed in float32 even under autocast (exp(z.z/tau) with tau = 0.01 needs the range).
+    """
+
+    views = 2
+    unused_parameters = True
+
+    def __init__(self, temperature: float = 0.07, base_temperature: float | None = None, proj_dim: int = 128,
+                 hidden_dim: int | None = None, sampler: str = "instance"):
+        L.SupConLoss(temperature, base_temperature)  # validates both temperatures, naming them
+        for name, v in (("proj_dim", proj_dim), ("hidden_dim", hidden_dim)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"method 'supcon': {name} must be an integer >= 1, got {v!r}")
+        super().__init__(temperature=temperature, base_temperature=base_temperature, proj_dim=proj_dim,
+                         hidden_dim=hidden_dim, sampler=_check_sampler("supcon", sampler))
+        self.sampler = sampler
+
+    def make_criterion(self):
+        return L.SupConLoss(self.params["temperature"], self.params["base_temperature"])
+
+    def setup(self, model, class_counts, epochs):
+        super().setup(model, class_counts, epochs)
+        d = model.feature_dim
+        h = self.params["hidden_dim"] or d
+        self.projection = nn.Sequential(nn.Linear(d, h), nn.ReLU(inplace=True), nn.Linear(h, self.params["proj_dim"]))
+        return [self.projection]
+
+    def loss(self, model, batch, epoch):
+        x, y = batch["image"], batch["label"]
+        feat = model(torch.cat([x, batch["image2"]]), out="feat")     # both views in one pass (shared BN)
+        z = self.projection(feat)
+        b = len(y)
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            z = torch.stack([z[:b], z[b:]], dim=1).float()            # (B, 2, proj_dim)
+            loss = self.criterion(z, y)
+        return loss, {"supcon": float(loss.detach())}
+
+
+@register("ce_os")
+class CEOversample(Method):
+    """CE + resample of paper 002: plain CE on the training set extended with copies of minority samples
+    until every class has the largest count (kitlib.samplers.OversampleSampler)."""
+
+    sampler = "oversample"
 
 
 def build_method(name: str, **params) -> Method:

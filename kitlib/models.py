@@ -24,6 +24,49 @@ BACKBONES = (
     "densenet121", "densenet169", "mobilenet_v2", "vgg19", "tiny_cnn",
 )
 
+BIT_BACKBONES = {"resnext50_bit": "resnext50_32x4d"}
+"""Backbones "modified as in BiT" (Kolesnikov et al. 2020): the torchvision model named on the right with
+GroupNorm (32 groups) for BatchNorm and weight-standardised convolutions (Balanced-MixUp Sect. 3.1)."""
+BACKBONES = BACKBONES + tuple(BIT_BACKBONES)
+
+
+class StdConv2d(nn.Conv2d):
+    """Weight-standardised convolution (BiT): each filter centred to mean 0 and scaled to variance 1
+    (over in_channels/groups x kh x kw) before it is applied."""
+
+    eps = 1e-5
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight
+        mean = w.mean(dim=(1, 2, 3), keepdim=True)
+        var = w.var(dim=(1, 2, 3), keepdim=True, unbiased=False)
+        return F.conv2d(x, (w - mean) / torch.sqrt(var + self.eps), self.bias, self.stride, self.padding,
+                        self.dilation, self.groups)
+
+
+def bit_modify(net: nn.Module, groups: int = 32) -> nn.Module:
+    """In place: every BatchNorm2d -> GroupNorm(groups) (fewer groups when the channels do not divide), every
+    Conv2d -> StdConv2d; existing conv weights and norm affine parameters are kept. Returns `net`."""
+    for name, child in net.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            c = child.num_features
+            g = next(k for k in range(min(groups, c), 0, -1) if c % k == 0)
+            gn = nn.GroupNorm(g, c, affine=child.affine)
+            if child.affine:
+                gn.weight.data.copy_(child.weight.data)
+                gn.bias.data.copy_(child.bias.data)
+            setattr(net, name, gn)
+        elif isinstance(child, nn.Conv2d) and not isinstance(child, StdConv2d):
+            conv = StdConv2d(child.in_channels, child.out_channels, child.kernel_size, child.stride, child.padding,
+                             child.dilation, child.groups, child.bias is not None, child.padding_mode)
+            conv.weight.data.copy_(child.weight.data)
+            if child.bias is not None:
+                conv.bias.data.copy_(child.bias.data)
+            setattr(net, name, conv)
+        else:
+            bit_modify(child, groups)
+    return net
+
 
 class CosineLinear(nn.Module):
     """Cosine classifier: logits_j = <x/|x|, w_j/|w_j|> in [-1, 1] (the normalised head LDAM expects)."""
@@ -70,12 +113,14 @@ class KitModel(nn.Module):
         """
         fmap = self.features(x)
         feat = self.pool(fmap)
+        if out == "feat":  # pooled features only; the head takes no part (contrastive stage 1)
+            return feat
         logits = self.head(feat)
         if out == "logits":
             return logits
         if out == "all":
             return {"fmap": fmap, "feat": feat, "logits": logits}
-        raise ValueError(f"out must be 'logits' or 'all', got {out!r}")
+        raise ValueError(f"out must be 'logits', 'all' or 'feat', got {out!r}")
 
     def forward_all(self, x: torch.Tensor) -> dict:
         return self(x, out="all")
@@ -124,14 +169,30 @@ def _load_pretrained(net: nn.Module, name: str) -> None:
     net.load_state_dict(state)
 
 
-def _small_stem(name: str, net: nn.Module) -> None:
-    """Stride-1 3x3 first convolution and no early max-pool, for 28-64 px inputs."""
+SMALL_STEMS = ("keep", "new")
+
+
+def _small_stem(name: str, net: nn.Module, stem: str = "keep") -> None:
+    """No early downsampling, for 28-64 px inputs: the first convolution at stride 1 and no early max-pool.
+
+    stem="keep": the first convolution keeps its kernel (7x7 for ResNet/DenseNet) and so its pretrained
+    ImageNet filters; only its stride becomes 1. stem="new": a fresh 3x3 stride-1 convolution (the CIFAR
+    ResNet stem; pretrained stem filters are lost). MobileNetV2 and VGG19 keep their weights either way
+    (only strides / pools change).
+    """
+    if stem not in SMALL_STEMS:
+        raise ValueError(f"small_stem must be one of {SMALL_STEMS}, got {stem!r}")
     if name.startswith(("resnet", "resnext")):
-        net.conv1 = nn.Conv2d(3, net.conv1.out_channels, 3, 1, 1, bias=False)
+        if stem == "new":
+            net.conv1 = nn.Conv2d(3, net.conv1.out_channels, 3, 1, 1, bias=False)
+        else:
+            net.conv1.stride = (1, 1)
         net.maxpool = nn.Identity()
     elif name.startswith("densenet"):
-        c = net.features.conv0.out_channels
-        net.features.conv0 = nn.Conv2d(3, c, 3, 1, 1, bias=False)
+        if stem == "new":
+            net.features.conv0 = nn.Conv2d(3, net.features.conv0.out_channels, 3, 1, 1, bias=False)
+        else:
+            net.features.conv0.stride = (1, 1)
         net.features.pool0 = nn.Identity()
     elif name == "mobilenet_v2":
         net.features[0][0].stride = (1, 1)
@@ -143,11 +204,12 @@ def _small_stem(name: str, net: nn.Module) -> None:
 
 
 def create_model(name: str, num_classes: int, pretrained: bool = False, small_input: bool = False,
-                 head: str = "linear", width: int = 32) -> KitModel:
+                 head: str = "linear", width: int = 32, small_stem: str = "keep") -> KitModel:
     """Build a backbone by name (see BACKBONES) with a fresh head for `num_classes`.
 
     pretrained: load torchvision's ImageNet weights (from the local cache; a clear error when offline).
-    small_input: replace the stem for 28-64 px images (the pretrained stem conv is then re-initialised).
+    small_input: no early downsampling for 28-64 px images (see `_small_stem`; small_stem "keep" keeps the
+        pretrained first-convolution filters at stride 1, "new" replaces them by a fresh 3x3 convolution).
     head: "linear" or "cosine" (LDAM's normalised classifier).
     """
     if name not in BACKBONES:
@@ -161,11 +223,14 @@ def create_model(name: str, num_classes: int, pretrained: bool = False, small_in
             raise ValueError("tiny_cnn has no pretrained weights; pass pretrained=False")
         net = TinyCNN(width)
         return KitModel(net, net.out_channels, num_classes, head, name)
-    net = torchvision.models.get_model(name, weights=None)
+    base = BIT_BACKBONES.get(name, name)
+    net = torchvision.models.get_model(base, weights=None)
     if pretrained:
-        _load_pretrained(net, name)
+        _load_pretrained(net, base)  # BiT variants: ImageNet conv weights, norm affine parameters kept
     if small_input:
-        _small_stem(name, net)
+        _small_stem(name, net, small_stem)
+    if name in BIT_BACKBONES:
+        bit_modify(net)
     if name.startswith(("resnet", "resnext")):
         dim = net.fc.in_features
         features = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)

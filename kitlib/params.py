@@ -209,9 +209,16 @@ class PerKey(Spec):
 
 
 class Schema(Mapping):
-    """The declared parameters of one notebook, in order; a Mapping name -> Spec."""
+    """The declared parameters of one notebook, in order; a Mapping name -> Spec.
 
-    def __init__(self, **specs: Spec):
+    paper: the paper key (kitlib.profiles). With it, and `profile` and `overrides` among the parameters,
+    `check` applies the profile's parameter set and then `overrides` over the cell's values, exactly as
+    ``python -m kitlib reproduce --profile P -p key=value`` does, so the profile set in a notebook's
+    parameters cell is the profile that runs, in JupyterLab too.
+    """
+
+    def __init__(self, paper: str | None = None, **specs: Spec):
+        self.paper = paper
         self.specs = specs
 
     def __getitem__(self, name):
@@ -231,6 +238,7 @@ class Schema(Mapping):
         missing = [n for n in self.specs if n not in values]
         if missing:
             raise ParameterError(f"parameter(s) {', '.join(missing)} not set: the parameters cell must define them")
+        values = self.apply_profile(values)
         out = {}
         for name, spec in self.specs.items():  # lists and scalars first: PerKey needs its keys
             if not isinstance(spec, PerKey):
@@ -240,6 +248,37 @@ class Schema(Mapping):
                 keys = list(dict.fromkeys(k for src in spec.keys for k in out[src]))
                 out[name] = spec.check_keys(values[name], f"parameter {name!r}", keys)
         return {name: out[name] for name in self.specs}
+
+
+    def apply_profile(self, values: Mapping) -> dict:
+        """The cell's values with the profile's parameter set and then `overrides` applied (see the class).
+
+        In a notebook kernel (values = its globals) the parameters the profile changed are printed, so a value
+        edited in the cell and replaced by the profile is never replaced silently.
+        """
+        values = dict(values)
+        if not (self.paper and "profile" in self.specs and "overrides" in self.specs):
+            return values
+        from kitlib import profiles
+
+        profile = self.specs["profile"].check(values["profile"], "parameter 'profile'")
+        overrides = self.specs["overrides"].check(values["overrides"], "parameter 'overrides'")
+        unknown = [k for k in overrides if k not in self.specs or k in ("profile", "overrides")]
+        if unknown:
+            raise ParameterError(f"parameter 'overrides': {', '.join(map(repr, unknown))} is not a parameter that "
+                                 f"can be overridden; choose among {[k for k in self.specs if k not in ('profile', 'overrides')]}")
+        applied = {} if profile == "smoke" else profiles.get(self.paper, profile)
+        applied.pop("profile", None)
+        changed = {k: (values.get(k), v) for k, v in applied.items() if values.get(k) != v and k not in overrides}
+        values.update(applied)
+        values.update(overrides)
+        if values.get("__name__") == "__main__" and (changed or overrides):  # a notebook kernel's globals
+            print(f"profile {profile!r} applied (as reproduce --profile {profile}); put your own changes in `overrides`:")
+            for k, (old, new) in changed.items():
+                print(f"  {k}: {old!r} -> {new!r}")
+            for k, v in overrides.items():
+                print(f"  {k}: {v!r} (overrides)")
+        return values
 
 
 # Shared specs of every paper notebook.

@@ -15,6 +15,7 @@ import math
 import os
 import platform as _platform
 import subprocess
+import sys
 import tempfile
 from importlib import metadata
 from pathlib import Path
@@ -178,11 +179,12 @@ def write_table(
 # figures
 
 
-def save_figure(fig, path_stem: str | os.PathLike, dpi: int = 150) -> tuple[Path, Path]:
-    """Save ``fig`` as ``<path_stem>.png`` (``dpi``) and ``<path_stem>.pdf``, atomically.
+def save_figure(fig, path_stem: str | os.PathLike, dpi: int = 150, show: bool = True) -> tuple[Path, Path]:
+    """Save ``fig`` as ``<path_stem>.png`` (``dpi``) and ``<path_stem>.pdf``, atomically, and, inside a
+    notebook (an IPython kernel) with ``show``, display it in the cell's output.
 
     Uses ``bbox_inches="tight"`` so legends placed outside the axes are kept. The figure is
-    closed afterwards (also on error). Returns ``(png_path, pdf_path)``.
+    closed afterwards (also on error), so it is shown once. Returns ``(png_path, pdf_path)``.
     """
     import matplotlib.pyplot as plt
 
@@ -191,9 +193,18 @@ def save_figure(fig, path_stem: str | os.PathLike, dpi: int = 150) -> tuple[Path
         for path, fmt in ((png, "png"), (pdf, "pdf")):
             with atomic_path(path) as tmp:
                 fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
+        if show and _in_kernel():
+            from IPython.display import display
+            display(fig)
     finally:
         plt.close(fig)
     return png, pdf
+
+
+def _in_kernel() -> bool:
+    """True inside a Jupyter kernel (JupyterLab, papermill, nbval), False in a terminal or a script."""
+    shell = sys.modules.get("IPython") and sys.modules["IPython"].get_ipython()
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
 
 
 # --------------------------------------------------------------------------------------------
@@ -526,10 +537,13 @@ def plot_curves(
     title: str | None = None,
     xlabel: str | None = None,
     ylabel: str | None = None,
+    band: bool | None = None,
 ):
-    """Line plot of ``y`` against ``x``, one line per ``hue`` (and dash ``style``); e.g. ε sweeps.
+    """Line plot of ``y`` against ``x``, one line per ``hue``, each with its own colour and marker (and dash
+    ``style``); e.g. ε sweeps.
 
-    Several rows per (x, hue) are averaged with a ±1 std band (deterministic, no bootstrap).
+    Several rows per (x, hue) are averaged; ``band`` draws a ±1 std band around each line (deterministic, no
+    bootstrap); by default only when there are at most 3 lines, since more bands hide each other.
     ``baselines`` maps a hue value to a y value drawn as a dashed horizontal line in that hue's
     colour (e.g. the model without perturbation). Axis labels default to the column names: pass
     ``xlabel`` / ``ylabel`` with units. Returns the figure (legend outside the axes).
@@ -547,10 +561,13 @@ def plot_curves(
             levels.append(key)
     palette = dict(zip(levels, _palette(len(levels))))
     fig, ax = plt.subplots(figsize=(6.0, 3.8))
+    hues = list(pd.unique(df[hue]))
+    if band is None:
+        band = len(hues) <= 3
     sns.lineplot(
-        data=df, x=x, y=y, hue=hue, style=style, palette={k: palette[k] for k in pd.unique(df[hue])},
-        hue_order=list(pd.unique(df[hue])), markers=True, dashes=style is not None,
-        errorbar="sd", ax=ax,
+        data=df, x=x, y=y, hue=hue, style=style or hue, palette={k: palette[k] for k in hues},
+        hue_order=hues, markers=True, dashes=style is not None, markersize=7,
+        errorbar="sd" if band else None, ax=ax,
     )
     for key, value in (baselines or {}).items():
         ax.axhline(float(value), color=palette[key], linestyle="--", linewidth=1.2,

@@ -606,6 +606,8 @@ def reproduce(papers: list[str] | None = None, profile: str = "smoke", *, device
     for paper, nb in chosen:
         applied = {k: v for k, v in overrides.items() if k in declared[paper]}
         params = {**paper_parameters(paper, profile), "device": device, **applied}
+        if "overrides" in declared[paper]:  # the notebook re-applies profile + overrides itself (kitlib.params)
+            params["overrides"] = applied
         check_parameters(paper, nb, params)
         planned.append((paper, nb, applied, params))
 

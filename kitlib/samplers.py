@@ -36,6 +36,7 @@ __all__ = [
     "SquareRootSampler",
     "DeferredSampler",
     "ClassAwareBatchSampler",
+    "OversampleSampler",
     "build_sampler",
     "shard",
     "SAMPLERS",
@@ -245,6 +246,43 @@ class ClassAwareBatchSampler(Sampler[list]):
             yield batch
 
 
+class OversampleSampler(_EpochSampler):
+    """Oversampling by copies (paper 002, Section 3 "resample"): the training set is extended with copies of
+    minority samples until every class has M items, M = the largest class count.
+
+    Class c (n_c items) contributes floor(M / n_c) copies of each of its items plus M mod n_c further items,
+    drawn once without replacement (fixed by the seed, not the epoch: the extended set is one fixed set), so
+    an epoch yields C·M indices, exactly M per class, in a fresh random order per (seed, epoch).
+    Unlike ClassBalancedSampler (a class uniformly at random, then an item, N draws per epoch) the class
+    counts per epoch are exact and every item of a class appears equally often (within one).
+    num_samples is not accepted: the epoch length is C·M by construction.
+    """
+
+    def __init__(self, labels, seed: int = 0):
+        super().__init__(labels, seed=seed)
+        present = np.flatnonzero(self.class_counts > 0)
+        m = int(self.class_counts.max())
+        g = _epoch_generator(self.seed, -1)  # the fixed extension, independent of the epoch
+        parts = []
+        for c in present:
+            members = torch.from_numpy(np.flatnonzero(self.labels == c))
+            n = len(members)
+            extra = members[torch.randperm(n, generator=g)[: m % n]]
+            parts += [members.repeat(m // n), extra]
+        self.extended = torch.cat(parts)
+        self.num_samples = len(self.extended)
+
+    def __iter__(self) -> Iterator[int]:
+        g = self._generator()
+        return iter(self.extended[torch.randperm(self.num_samples, generator=g)].tolist())
+
+
+def _oversample(labels, seed=0, num_samples=None):
+    if num_samples is not None:
+        raise ValueError("build_sampler('oversample'): num_samples cannot be set (an epoch is C x largest count)")
+    return OversampleSampler(labels, seed=seed)
+
+
 def _instance(labels, seed=0, num_samples=None):
     return InstanceSampler(labels, seed=seed, num_samples=num_samples)
 
@@ -270,6 +308,7 @@ def _drs(labels, seed=0, num_samples=None, defer_epoch=None):
 
 
 SAMPLERS = {"instance": _instance, "class": _class, "sqrt": _sqrt, "power": _power, "drs": _drs}
+SAMPLERS["oversample"] = _oversample
 
 
 # --------------------------------------------------------------------------- paper 004: BBN and metric learning

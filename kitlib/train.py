@@ -39,7 +39,7 @@ from kitlib.infer import autocast, predict, resolve_device
 from kitlib.methods import Method, build_method
 from kitlib.models import KitModel, create_model
 from kitlib.progress import bar as progress_bar
-from kitlib.samplers import build_sampler, shard
+from kitlib.samplers import ClassAwareBatchSampler, build_sampler, shard
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,10 +54,12 @@ class ModelSpec:
     small_input: bool = False
     head: str = "linear"
     width: int = 32  # tiny_cnn only
+    small_stem: str = "keep"  # with small_input: "keep" the first conv's (pretrained) filters at stride 1, or "new"
 
     def build(self) -> KitModel:
         return create_model(self.name, self.num_classes, pretrained=self.pretrained,
-                            small_input=self.small_input, head=self.head, width=self.width)
+                            small_input=self.small_input, head=self.head, width=self.width,
+                            small_stem=self.small_stem)
 
 
 OPTIMIZERS = ("sgd", "adamw", "adam")
@@ -78,6 +80,11 @@ class TrainConfig:
     cycle_epochs, annealed towards min_lr), "plateau" (x gamma after `patience` epochs without a better
     validation score), "constant".
     select_metric: best-on-validation selection by this kitlib.metrics key (None: keep the last epoch).
+    select: which epoch's weights the run keeps, stated explicitly: "best" (the best validation score by
+        select_metric; needs a validation set and a select_metric) or "last" (the last epoch; validation
+        is still scored and logged when select_metric is set). None (default) = the implicit rule above
+        (best when there is a validation set and a select_metric, else last); left out of the run's
+        identity, so runs cached before this field existed keep their hash.
     """
 
     epochs: int = 10
@@ -95,6 +102,7 @@ class TrainConfig:
     patience: int = 5
     warmup_epochs: float = 0.0
     select_metric: str | None = "mcr"
+    select: str | None = None  # "best" | "last" | None (implicit: best with a val set and a select_metric)
     eval_every: int = 1
     seed: int = 0
     freeze_backbone: bool = False  # decoupled second stage: only the head trains
@@ -146,6 +154,10 @@ class TrainConfig:
             bad("nesterov", "False unless optimizer='sgd' with momentum > 0")
         if self.select_metric is not None and (not isinstance(self.select_metric, str) or not self.select_metric):
             bad("select_metric", "None or a kitlib.metrics key such as 'mcr'")
+        if self.select not in (None, "best", "last"):
+            bad("select", "None, 'best' (best validation epoch by select_metric) or 'last' (last epoch)")
+        if self.select == "best" and not self.select_metric:
+            bad("select", "'last' or None when select_metric is None ('best' needs a select_metric)")
         if not isinstance(self.device, (str, torch.device)):
             bad("device", "a string such as 'auto', 'cpu', 'cuda' or 'cuda:1'")
         if self.device != "auto":
@@ -155,7 +167,10 @@ class TrainConfig:
                 bad("device", "'auto', 'cpu', 'cuda' or 'cuda:N'")
 
     def identity(self) -> dict:
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in self.RUNTIME}
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k not in self.RUNTIME}
+        if out["select"] is None:  # the implicit rule: same identity as before `select` existed
+            del out["select"]
+        return out
 
 
 @dataclass
@@ -381,6 +396,12 @@ def _to_device(batch, device, channels_last):
     return batch
 
 
+CLASS_AWARE = "class_aware"
+"""Method.sampler name of the class-aware batch sampler (kitlib.samplers.ClassAwareBatchSampler): every batch
+holds batch_size // C items of each class (the contrastive code's "balance" batches); sampler_kwargs may
+give classes_per_batch."""
+
+
 def _with_views(dataset, views: int):
     """The train set yielding `views` augmented views per sample (SupCon needs 2)."""
     if views == getattr(dataset, "views", 1):
@@ -428,6 +449,9 @@ def fit(model: ModelSpec | dict, method: Method | str, train_set, val_set=None, 
         if cfg.select_metric not in known:
             raise ValueError(f"TrainConfig.select_metric {cfg.select_metric!r} is not a kitlib.metrics key; "
                              f"known: {known}")
+    if cfg.select == "best" and val_set is None:
+        raise ValueError("TrainConfig.select='best' needs a validation set (val_set is None); "
+                         "give one or set select='last'")
     config = {
         "model": dataclasses.asdict(spec),
         "method": method.config(),
@@ -477,6 +501,13 @@ def fit(model: ModelSpec | dict, method: Method | str, train_set, val_set=None, 
     labels = np.asarray(train_set.labels)
 
     def loader_for(sampler_name, sampler_kwargs, seed):
+        if sampler_name == CLASS_AWARE:  # whole batches with batch_size // C items of each class
+            # each process draws its own batches (seed by rank); N // batch_size global steps per epoch
+            s = ClassAwareBatchSampler(labels, batch_size=cfg.batch_size // world, seed=seed + 104729 * rank,
+                                       num_batches=max(1, len(labels) // cfg.batch_size), **sampler_kwargs)
+            dl = DataLoader(train_set, batch_sampler=s, num_workers=cfg.num_workers,
+                            pin_memory=device.type == "cuda", persistent_workers=cfg.num_workers > 0)
+            return s, dl
         s = build_sampler(sampler_name, labels, seed=seed, **sampler_kwargs)
         if world > 1:
             s = _ShardedSampler(s, rank, world)
@@ -496,7 +527,7 @@ def fit(model: ModelSpec | dict, method: Method | str, train_set, val_set=None, 
     if world > 1:
         ddp_net = nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=cfg.freeze_backbone)
+            find_unused_parameters=cfg.freeze_backbone or getattr(method, "unused_parameters", False))
 
     start, history, best = 0, [], {"epoch": -1, "score": None, "state": None, "extras": None}
     loss0 = None  # first batch loss of the run: the yardstick of an exploding loss
@@ -565,6 +596,7 @@ def fit(model: ModelSpec | dict, method: Method | str, train_set, val_set=None, 
             tot += value * len(batch["label"])
             n += len(batch["label"])
         logs = {"epoch": epoch, "loss": tot / max(n, 1), "lr": opt.param_groups[0]["lr"], "time_s": time.time() - t0}
+        logs.update(method.epoch_logs())  # e.g. the lambdas a mixing method drew this epoch
         score = None
         evaluate_now = val_set is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch == cfg.epochs - 1)
         if evaluate_now and rank == 0:
@@ -578,7 +610,7 @@ def fit(model: ModelSpec | dict, method: Method | str, train_set, val_set=None, 
             dist.broadcast(t, 0)
             score = None if math.isnan(t.item()) else t.item()
         sched.observe(score)
-        if score is not None and (best["score"] is None or score > best["score"]):
+        if score is not None and cfg.select != "last" and (best["score"] is None or score > best["score"]):
             best = {"epoch": epoch, "score": score, "state": _cpu_state(net), "extras": [_cpu_state(m) for m in extras]}
         history.append(logs)
         if rank == 0:
@@ -589,8 +621,10 @@ def fit(model: ModelSpec | dict, method: Method | str, train_set, val_set=None, 
         for cb in callbacks:
             cb(epoch, logs)
 
-    if best["state"] is None:  # no validation-based selection: keep the last epoch
-        best = {"epoch": cfg.epochs - 1, "score": None, "state": _cpu_state(net), "extras": [_cpu_state(m) for m in extras]}
+    if best["state"] is None:  # select="last", or no validation-based selection: keep the last epoch
+        last_score = history[-1].get(f"val_{cfg.select_metric}") if history and cfg.select_metric else None
+        best = {"epoch": cfg.epochs - 1, "score": None if last_score is None else float(last_score),
+                "state": _cpu_state(net), "extras": [_cpu_state(m) for m in extras]}
     if rank == 0:
         _atomic_torch_save({"model": best["state"], "extras": best["extras"], "history": history,
                             "best_epoch": best["epoch"], "best_score": best["score"], "config": config}, final)

@@ -510,24 +510,30 @@ def _rows(spec):
     return pd.DataFrame(rows)
 
 
-def test_verdict_flags_models_at_chance_and_calls_up_only_from_paired_folds():
+def test_effects_flag_models_at_chance_and_call_up_only_from_paired_folds():
     rows = _rows({"ce": ([0.50, 0.52], [0.55, 0.56], False),    # both folds up
                   "rs": ([0.50, 0.52], [0.60, 0.51], False),    # mean up, 1 of 2 folds up
                   "rw": ([0.25, 0.25], [0.30, 0.31], True)})    # the model is at chance
-    v = pi.verdict(rows).set_index("method")
-    assert len(set(v.columns)) == len(v.columns) and "dmcr" not in v.columns  # one column per quantity
-    assert v.loc["CE", "MCR"] == "up" and v.loc["CE", "MCR up in folds"] == "2/2"
-    assert v.loc["RS", "MCR"] == "inconclusive" and v.loc["RS", "dMCR (pp)"] == pytest.approx(4.5)
-    assert v.loc["RW", "note"] == M.AT_CHANCE == "at chance: not evidence for or against the claim"
-    assert v.loc["RW", "MCR"] == "n/a" and v.loc["CE", "note"] == ""
-    text = pi.verdict_text(v.reset_index().assign(dataset="synthetic"), "laptop")
-    assert f"have a model {M.AT_CHANCE} (TinyCNN RW)" in text
-    assert "Claim 1 (MCR rises for every baseline): **inconclusive" in text
+    table, eff = pi.effects(rows, "synthetic")
+    mcr = table[(table["metric"] == "MCR")].set_index("method")
+    assert mcr.loc["CE", "verdict"] == "supported" and mcr.loc["CE", "diffs"] == "+5.00 +4.00"
+    assert mcr.loc["RS", "verdict"] == "inconclusive" and mcr.loc["RS", "our_effect"] == pytest.approx(4.5)
+    assert mcr.loc["RW", "note"] == M.AT_CHANCE == "at chance: not evidence for or against the claim"
+    assert mcr.loc["RW", "verdict"] == "inconclusive" and mcr.loc["CE", "note"] == ""
+    rows_c = pd.DataFrame(pi.claims({"synthetic": eff}))
+    up = rows_c.set_index("claim_id").loc["mcr_up[synthetic]"]
+    assert up["verdict"] == "inconclusive" and "RW inconclusive" in up["note"]
+    text = pi.verdict_text(rows_c, "laptop")
+    assert "**inconclusive** · mcr_up[synthetic]" in text and "Rule." in text
 
 
-def test_verdict_text_when_every_model_is_at_chance():
-    v = pi.verdict(_rows({"ce": ([0.25, 0.25], [0.3, 0.3], True)})).assign(dataset="synthetic")
-    assert "**no evidence either way (every model is at chance)**" in pi.verdict_text(v, "laptop")
+def test_claims_say_which_paper_datasets_were_not_run():
+    _, eff = pi.effects(_rows({"ce": ([0.50, 0.52], [0.55, 0.56], False)}), "skin7")
+    rows = pd.DataFrame(pi.claims({"skin7": eff}, skipped={"xray6": "X-ray6 is not present: see its manifest"}))
+    notrun = rows[rows["verdict"] == "not run"].set_index("claim_id")
+    assert "xray6: X-ray6 is not present" in notrun.loc["mcr_up[X-ray6]", "note"]
+    assert "not among this profile's datasets" in notrun.loc["mcr_up[OCTMNIST]", "note"]
+    assert rows.set_index("claim_id").loc["mcr_up[Skin7]", "verdict"] == "supported"
 
 
 # --------------------------------------------------------------------------- notebook 01's tables
@@ -543,7 +549,7 @@ def exp(tmp_path_factory):
 
 def test_table1_counts_are_integers(exp):
     t1 = pi.table1({"synthetic": exp}).set_index(["row", "column"])
-    assert t1.loc[("synthetic", "classes"), "ours"] == "4"
+    assert t1.loc[("synthetic", "classes"), "ours"] == "4" and t1.loc[("synthetic", "classes"), "counted on"] == "whole dataset"
     assert t1.loc[("Skin7", "largest"), "paper"] == "6705" and t1.loc[("Skin7", "imbalance"), "paper"] == "58.3"
     assert re.fullmatch(r"\d+\.\d", t1.loc[("synthetic", "imbalance"), "ours"])
     assert not any(c.endswith(".0") for c in t1.drop(index="imbalance", level="column")["ours"] if c)
@@ -557,7 +563,8 @@ def test_eps_validation_curve_is_in_percent(exp):
 
 
 def test_inference_time_has_three_significant_digits(exp, tmp_path):
-    t = pi.inference_time(exp, "tiny_cnn", "ce", 0.01, n=16, repeats=1, train={"lr": 0.05})
+    t, ratios = pi.inference_time(exp, "tiny_cnn", "ce", 0.01, n=16, repeats=2, train={"lr": 0.05})
+    assert len(ratios) == 2 and all(r > 0 for r in ratios) and t.loc[0, "precision"] == "fp32"
     csv, _ = report.write_table(t, tmp_path / "inference_time", float_format="%.5f")  # as the notebook calls it
     row = pd.read_csv(csv, dtype=str).iloc[0]
     for col in ("plain_s_per_image", "perturbed_s_per_image", "ratio", "paper_ratio"):
@@ -570,7 +577,7 @@ def test_run_table2_marks_models_at_chance(exp):
     rows = pi.run_table2(exp, ["tiny_cnn"], ["ce"], eps=0.01, train_by_backbone={"tiny_cnn": {"lr": 0.05}})
     assert rows["at_chance"].dtype == bool and len(rows) == 4
     assert (rows.groupby("fold")["at_chance"].nunique() == 1).all()  # a property of the model, both variants
-    assert "note" in pi.verdict(rows).columns
+    assert set(pi.effects(rows, "synthetic")[0]["contrast"]) == {"CE+ours - CE"}
 
 
 def test_zero_recall_bar_is_visible():
@@ -1022,7 +1029,7 @@ def test_notebook_01_runs_on_a_folder_of_your_own_images(tmp_path):
     result = out / "smoke" / "perturbed_input"
     assert rc == 0, (out / "smoke" / "perturbed_input.failed" / "run.json").read_text()
     t2 = pd.read_csv(result / "table2_ours_my_lesions.csv")  # tables named after the folder
-    assert set(t2["row"]) == {"TinyCNN|CE", "TinyCNN|CE+ours"}
+    assert set(t2["row"]) == {"TinyCNN|CE", "TinyCNN|CE+ours", "TinyCNN|CE+LA", "TinyCNN|CE+τ-norm"}
     record = json.loads((result / "record.json").read_text())
     assert record["config"]["datasets"] == [str(folder)] and record["config"]["batch_size"][str(folder)] == 32
     assert rep.verify_result(result) == []

@@ -192,6 +192,7 @@ def test_environment_yml_pins_match_pyproject():
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     assert "python=3.11" in env["dependencies"]
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    assert "-e .[test]" in pip
-    wanted = set(project["dependencies"]) | set(project["optional-dependencies"]["test"])
+    assert "-e .[test,lab]" in pip  # JupyterLab works out of the box from environment.yml
+    extras = project["optional-dependencies"]
+    wanted = set(project["dependencies"]) | set(extras["test"]) | set(extras["lab"])
     assert {p for p in pip if not p.startswith("-e")} == wanted

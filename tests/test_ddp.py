@@ -16,6 +16,7 @@ def test_torchrun_two_processes(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
     assert r0["world"] == r1["world"] == 2 and r0["epochs"] == 2
-    for k, v in r0["state"].items():
-        assert torch.equal(v, r1["state"][k]), f"ranks disagree on {k}"
+    for part in ("state", "supcon", "projection"):
+        for k, v in r0[part].items():
+            assert torch.equal(v, r1[part][k]), f"ranks disagree on {part} {k}"
     assert len(list((tmp_path / "runs").glob("*/final.pt"))) == 1

@@ -56,3 +56,20 @@ def test_experiment_trains_once_and_reports_statistics(tmp_path):
     counts = arr.class_counts()
     assert st["smallest"] == counts.min() and st["largest"] == counts.max() and st["classes"] == 3
     assert exp.images(0).shape == (len(exp.splits[0].test), 3, 16, 16)
+
+
+def test_experiment_stage2_settings_reach_the_second_stage(tmp_path):
+    arr = make_synthetic(n=200, num_classes=3, ratio=4, size=16, seed=0)
+    exp = Experiment(arr, folds=2, image_size=16, model={"width": 8}, run_root=tmp_path, progress=False,
+                     train={"epochs": 1, "lr": 0.05, "select_metric": None},
+                     stage2={"epochs": 2, "lr": 0.5, "min_lr": 1e-4, "select": "last"})
+    two = exp.train(0, "tiny_cnn", "ce->crs", stage2={"batch_size": 64})
+    t = two.config["train"]
+    assert (t["epochs"], t["lr"], t["min_lr"], t["select"], t["batch_size"]) == (2, 0.5, 1e-4, "last", 64)
+    assert t["freeze_backbone"] and len(two.history) == 2 and two.best_epoch == 1
+    stage1 = exp.train(0, "tiny_cnn", "ce")
+    assert two.config["init"] == stage1.key and stage1.config["train"]["epochs"] == 1
+    with pytest.raises(ValueError, match="stage2 settings given for the one-stage method 'ce'"):
+        exp.train(0, "tiny_cnn", "ce", stage2={"lr": 1.0})
+    with pytest.raises(ValueError, match="TrainConfig.lr"):
+        exp.train(0, "tiny_cnn", "ce->crw", stage2={"lr": -1.0})

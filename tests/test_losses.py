@@ -164,8 +164,8 @@ def test_ldam_loss_value_and_drw_switch():
 
 
 # ---------------------------------------------------------------- SupCon
-def _supcon_loop(feats, labels, t, base_t):
-    """Direct per-anchor loop over all B*V embeddings (Eq. 1 of paper 002, SupContrast scaling)."""
+def _supcon_loop(feats, labels, t, base_t=None):
+    """Direct per-anchor loop over all B*V embeddings (Eq. 1 of paper 002; base_t: SupContrast's T/base_T)."""
     b, v, _ = feats.shape
     z = [F.normalize(feats[i, j], dim=0) for j in range(v) for i in range(b)]
     lab = [int(labels[i]) for j in range(v) for i in range(b)]
@@ -176,7 +176,7 @@ def _supcon_loop(feats, labels, t, base_t):
             continue
         denom = sum(math.exp(float(z[i] @ z[k]) / t) for k in range(len(z)) if k != i)
         li = -sum(float(z[i] @ z[p]) / t - math.log(denom) for p in pos) / len(pos)
-        losses.append(t / base_t * li)
+        losses.append((1.0 if base_t is None else t / base_t) * li)
     return sum(losses) / len(losses)
 
 
@@ -210,6 +210,23 @@ def test_supcon_hand_value_two_points():
     l0 = -(0.0 - math.log(math.exp(0) + math.exp(1)))
     l1 = -(0.0 - math.log(2.0))
     assert float(SupConLoss(t, t)(feats, labels)) == pytest.approx((l0 + l1) / 2, rel=1e-12)
+    assert float(SupConLoss(t)(feats, labels)) == pytest.approx((l0 + l1) / 2, rel=1e-12)
+
+
+def test_supcon_default_is_eq1_without_code_rescaling():
+    """Eq. 1 of paper 002 has no T/base_T factor; base_temperature=0.07 gives the SupContrast code's value."""
+    g = torch.Generator().manual_seed(1)
+    feats = torch.randn(6, 2, 3, generator=g, dtype=torch.float64)
+    labels = torch.tensor([0, 0, 1, 1, 2, 0])
+    for t in (0.01, 0.5, 1.0):
+        eq1 = float(SupConLoss(temperature=t)(feats, labels))
+        assert eq1 == pytest.approx(_supcon_loop(feats, labels, t), rel=1e-9)
+        code = float(SupConLoss(temperature=t, base_temperature=0.07)(feats, labels))
+        assert code == pytest.approx(eq1 * t / 0.07, rel=1e-9)
+    for bad in (dict(temperature=0), dict(temperature=-1.0), dict(temperature=float("nan")),
+                dict(base_temperature=0.0), dict(base_temperature="x")):
+        with pytest.raises(ValueError, match="temperature"):
+            SupConLoss(**bad)
 
 
 # ---------------------------------------------------------------- center

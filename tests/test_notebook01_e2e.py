@@ -7,7 +7,7 @@ import pandas as pd
 from kitlib.cli import main
 
 TABLES = ["table1", "eps_validation", "table2_ours_synthetic", "table2_paper_vs_ours_synthetic",
-          "ablation_measure", "inference_time", "verdict"]
+          "table2_effects_synthetic", "tau_validation", "ablation_measure", "inference_time", "claims"]
 FIGURES = ["fig2_per_class_synthetic", "fig3_eps_tiny_cnn", "fig3_T"]
 
 
@@ -29,11 +29,16 @@ def test_reproduce_perturbed_input_smoke(tmp_path):
     record = json.loads((out / "record.json").read_text())
     assert record["config"]["methods"] == ["ce", "rs", "ldam_drw"]
     t2 = pd.read_csv(out / "table2_ours_synthetic.csv")
-    # 3 methods x (baseline, +ours) x (MCR, SCR), one backbone
-    assert len(t2) == 12 and set(t2["row"]) >= {"TinyCNN|CE", "TinyCNN|CE+ours", "TinyCNN|LDAM-DRW+ours"}
+    # 3 methods x (baseline, +ours, +LA, +tau-norm) x (MCR, SCR), one backbone
+    assert len(t2) == 24 and set(t2["row"]) >= {"TinyCNN|CE", "TinyCNN|CE+ours", "TinyCNN|LDAM-DRW+ours"}
     assert t2["value"].between(0, 100).all()
-    side = pd.read_csv(out / "table2_paper_vs_ours_synthetic.csv")
-    assert {"paper", "ours", "diff"} <= set(side.columns)
+    side = pd.read_csv(out / "table2_paper_vs_ours_synthetic.csv", keep_default_na=False)
+    assert {"paper is", "paper", "ours is", "ours", "diff"} <= set(side.columns)
+    assert (side["paper"] != "").all() and (side["diff"] == "").all()  # paper side filled, no diff off-protocol
+    claims = pd.read_csv(out / "claims.csv")
+    assert list(claims.columns[:11]) == ["paper", "claim_id", "claim", "contrast", "metric", "paper_effect",
+                                         "our_effect", "ci_low", "ci_high", "n_units", "verdict"]
+    assert {"mcr_up[synthetic]", "beats_logit_adj[synthetic]", "cost"} <= set(claims["claim_id"])
     t1 = pd.read_csv(out / "table1.csv")
     skin7 = t1[(t1["row"] == "Skin7") & (t1["column"] == "imbalance")]
     assert float(skin7["paper"].iloc[0]) == 58.3  # the paper's numbers are shown beside ours

@@ -124,3 +124,41 @@ def test_drw_weights_switch_at_defer_epoch():
     m.on_epoch_start(2)
     w = m.criterion.weight
     assert w is not None and w[1] > w[0]
+
+
+def test_select_best_or_last_is_explicit(sets, tmp_path):
+    train, val = sets
+    best = fit(SPEC, "ce", train, val, cfg(epochs=3, select="best"), run_root=tmp_path, progress=False)
+    scores = best.history["val_mcr"].to_numpy()
+    assert best.best_epoch == int(np.argmax(scores)) and best.best_score == pytest.approx(scores.max())
+    last = fit(SPEC, "ce", train, val, cfg(epochs=3, select="last"), run_root=tmp_path, progress=False)
+    assert last.key != best.key and last.best_epoch == 2
+    assert last.best_score == pytest.approx(last.history["val_mcr"].iloc[-1])  # still scored and logged
+    # the implicit default keeps the hash it had before `select` existed
+    assert "select" not in cfg().identity() and cfg(select="last").identity()["select"] == "last"
+    with pytest.raises(ValueError, match="TrainConfig.select must be"):
+        cfg(select="first")
+    with pytest.raises(ValueError, match="TrainConfig.select must be"):
+        cfg(select="best", select_metric=None)
+    with pytest.raises(ValueError, match="select='best' needs a validation set"):
+        fit(SPEC, "ce", train, None, cfg(select="best"), run_root=tmp_path, progress=False)
+
+
+def test_class_aware_batches_reach_fit(sets, tmp_path):
+    """Method.sampler = "class_aware": every training batch holds batch_size // C items of each class."""
+    from kitlib.methods import Method
+
+    seen = []
+
+    class Balanced(Method):
+        name = "test_class_aware"
+        sampler = "class_aware"
+
+        def loss(self, model, batch, epoch):
+            seen.append(torch.bincount(batch["label"].cpu(), minlength=4).tolist())
+            return super().loss(model, batch, epoch)
+
+    train, val = sets
+    run = fit(SPEC, Balanced(), train, val, cfg(epochs=1, batch_size=34), run_root=tmp_path, progress=False)
+    assert seen and all(c == [8, 8, 8, 8] for c in seen)           # 34 // 4 = 8 per class
+    assert len(seen) == len(train) // 34 and len(run.history) == 1
