@@ -132,3 +132,27 @@ def get(paper: str, profile: str) -> dict:
     params = copy.deepcopy(PROFILES[paper].get(profile, {}))
     params["profile"] = profile
     return params
+PROFILES["metric_learning"] = {
+    # synthetic stand-ins (Skin7-like 7 classes; Table 5: two 10-class sets, rho 10), TinyCNN, 2 epochs, 2 seeds
+    "smoke": {},
+    # Skin7 (HAM10000 copy) at 32 px, 7.5 : 0.5 : 2 split, 3 seeds, TinyCNN width 16, 8 epochs; a subset of the
+    # baselines (CE, RW, LDAM-DRW, CE->cRW, CE->cRS) and the three CE+L_M -> cRW; Table 4 and 5 not run at laptop
+    "laptop": {
+        "datasets": ["skin7"], "dataset_options": {"skin7": {"size": 32, "masks": False}}, "image_size": 32,
+        "seeds": [0, 1, 2], "backbone": "tiny_cnn@16", "table4_backbones": [],
+        "baselines": ["ce", "rw", "ldam_drw", "ce->crw", "ce->crs"],
+        "sweep_weights": {"ce+ct": [0.0001, 0.001], "ce+tp": [0.0001, 0.001], "ce+sc": [0.1, 1.0]},
+        "table5_datasets": [], "epochs": 8, "batch_size": 32, "lr": 0.05, "warmup_epochs": 1,
+    },
+    # Sec. 3.1: ImageNet ResNet50 at 224 px (resize 300, crop 224), 100 epochs, warm-up 5 to lr 0.001, cosine to 1e-6
+    "paper": {
+        "datasets": ["skin7", "xray9", "pathmnist_lt"], "dataset_options": {}, "image_size": 224, "seeds": [0, 1, 2],
+        "backbone": "resnet50", "table4_backbones": ["densenet121", "mobilenet_v2"],
+        "baselines": ["ce", "rs", "rw", "ldam", "ldam_drw", "ce_drw", "focal", "cb_focal", "bbn", "mixup", "cutmix",
+                      "ce->crw", "ldam->crw", "focal->crw", "cb_focal->crw", "mixup->crw", "cutmix->crw", "ce->crs"],
+        "sweep_weights": {"ce+ct": [5e-5, 0.0002, 0.001, 0.004, 0.02], "ce+tp": [5e-5, 0.0002, 0.001, 0.01, 0.05],
+                          "ce+sc": [0.04, 0.2, 1.0, 1.8, 5.0]},
+        "table5_datasets": ["flower_lt", "stanford_dogs_lt"], "table5_options": {},
+        "epochs": 100, "batch_size": 32, "lr": 0.001, "warmup_epochs": 5, "pretrained": True,
+    },
+}

@@ -675,3 +675,101 @@ def retrain_head(stage1: TrainedRun, train_set, val_set=None, kind: str = "crw",
         cfg = TrainConfig(**{**base, **(cfg or {}), "freeze_backbone": True})
     spec = dataclasses.replace(stage1.spec, head="linear")
     return fit(spec, build_method(kind), train_set, val_set, cfg, init=stage1, **fit_kwargs)
+
+
+def retrain_head_features(stage1: TrainedRun, train_set, val_set=None, kind: str = "crw",
+                          cfg: TrainConfig | dict | None = None, *, run_root=None, cache: bool = True,
+                          progress: bool = True) -> TrainedRun:
+    """Decoupled second stage on features extracted once: the frozen backbone of `stage1` runs one pass over
+    `train_set` (give it the deterministic test-time transform) and `val_set`; a fresh linear head is trained
+    on the cached (N, D) features with class-weighted CE ("crw": inverse-frequency weights summing to C) or
+    class-balanced sampling ("crs"). Same settings as `retrain_head` (paper 004: 10 epochs, SGD lr 0.1
+    cosine to 1e-6, momentum 0.9, wd 5e-4), best epoch on `val_set` by cfg.select_metric. It costs one forward
+    pass instead of `epochs` of them; the price is no augmentation in stage 2. Cached by config like `fit`.
+    """
+    from kitlib import losses as L
+
+    if kind not in ("crw", "crs"):
+        raise ValueError(f"kind must be 'crw' or 'crs', got {kind!r}")
+    base = {"epochs": 10, "lr": 0.1, "schedule": "cosine", "min_lr": 1e-6, "weight_decay": 5e-4}
+    if isinstance(cfg, TrainConfig):
+        cfg = dataclasses.replace(cfg, freeze_backbone=True)
+    else:
+        cfg = TrainConfig(**{**base, **(cfg or {}), "freeze_backbone": True})
+    spec = dataclasses.replace(stage1.spec, head="linear")
+    counts = np.asarray(train_set.class_counts())
+    method = build_method(kind)
+    config = {"model": dataclasses.asdict(spec), "method": method.config(), "train": cfg.identity(),
+              "data": {"train": data_fingerprint(train_set),
+                       "val": data_fingerprint(val_set) if val_set is not None else None},
+              "init": stage1.key, "features": "cached"}
+    key = config_key(config)
+    run_dir = runs_root(run_root) / key
+    device = resolve_device(cfg.device)
+    final = run_dir / "final.pt"
+    if cache and final.exists():
+        ck = _read_checkpoint(final, "cpu", "retraining")
+        if ck is not None:
+            return _load_run(ck, spec, config, key, run_dir, counts, method, device)
+
+    net = copy.deepcopy(stage1.model).to(device).eval()
+
+    @torch.no_grad()
+    def features(ds):
+        out = []
+        for b in DataLoader(ds, batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers):
+            with autocast(device, cfg.amp):
+                out.append(net(b["image"].to(device), out="all")["feat"].float())
+        return torch.cat(out)
+
+    f_train = features(train_set)
+    y_train = torch.as_tensor(np.asarray(train_set.labels), device=device)
+    f_val = features(val_set) if val_set is not None else None
+    seed_everything(cfg.seed)
+    head = nn.Linear(net.feature_dim, net.num_classes).to(device)
+    opt = make_optimizer(head.parameters(), cfg)
+    sched = LRSchedule(cfg)
+    crit = L.CrossEntropy(weight=L.inverse_frequency_weights(counts) if kind == "crw" else None).to(device)
+    sampler = build_sampler("instance" if kind == "crw" else "class", y_train.cpu().numpy(), seed=cfg.seed)
+    n, bs = len(sampler), cfg.batch_size
+    iters = max(1, math.ceil(n / bs))
+    history, best = [], {"epoch": -1, "score": None, "state": None}
+    for epoch in progress_bar(range(cfg.epochs), desc=f"{spec.name}/{kind} (cached features)",
+                              progress=progress, leave=False):
+        sampler.set_epoch(epoch)
+        order = torch.as_tensor(list(sampler), device=device)
+        tot = 0.0
+        for i in range(iters):
+            for g in opt.param_groups:
+                g["lr"] = cfg.lr * sched.factor(epoch + i / iters)
+            idx = order[i * bs:(i + 1) * bs]
+            loss = crit(head(f_train[idx]), y_train[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            tot += float(loss.detach()) * len(idx)
+        logs = {"epoch": epoch, "loss": tot / n, "lr": opt.param_groups[0]["lr"]}
+        score = None
+        if f_val is not None:
+            with torch.no_grad():
+                probs = torch.softmax(head(f_val), 1).cpu().numpy()
+            mets = M.evaluate(np.asarray(val_set.labels), probs, train_counts=counts, num_classes=len(counts))
+            logs.update({f"val_{k}": v for k, v in mets.items()})
+            score = float(mets[cfg.select_metric]) if cfg.select_metric else None
+        sched.observe(score)
+        if score is not None and (best["score"] is None or score > best["score"]):
+            best = {"epoch": epoch, "score": score, "state": _cpu_state(head)}
+        history.append(logs)
+    if best["state"] is None:
+        best = {"epoch": cfg.epochs - 1, "score": None, "state": _cpu_state(head)}
+    head.load_state_dict(best["state"])
+    net.head = head
+    net.head_kind = "linear"
+    if cache:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _atomic_json(config, run_dir / "config.json")
+        _atomic_torch_save({"model": _cpu_state(net), "extras": [], "history": history, "best_epoch": best["epoch"],
+                            "best_score": best["score"], "config": config}, final)
+    return TrainedRun(model=net.eval(), spec=spec, method=config["method"], config=config, key=key, run_dir=run_dir,
+                      history=pd.DataFrame(history), best_epoch=best["epoch"], best_score=best["score"],
+                      class_counts=counts, extras=[])

@@ -3,6 +3,7 @@ hand-sized examples; bad parameters name the parameter; the stage-2 backbone sta
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -248,3 +249,98 @@ def test_bad_sampler_and_loss_parameters():
         PKSampler([0, 1], samples_per_class=0)
     with pytest.raises(ValueError, match="BBN"):
         create_model("vgg19", 3, head="bbn")
+
+
+def test_stage2_on_cached_features_frozen_and_equal_to_a_head_trained_by_hand(tmp_path):
+    from kitlib.train import retrain_head_features
+
+    arr = load("synthetic", n=120, num_classes=3, ratio=3, size=8, seed=0)
+    exp = Experiment(arr, protocol="ratio", image_size=8, model={"width": 4}, progress=False, run_root=tmp_path,
+                     train={"epochs": 1, "batch_size": 32, "device": "cpu"})
+    s1 = exp.train(0, "tiny_cnn", "ce")
+    train = exp.dataset(0, "test")  # deterministic transform: the features are the same on every pass
+    # one full batch per epoch, last epoch kept: the run is a plain function of the features
+    cfg = {"epochs": 3, "batch_size": 10_000, "select_metric": None, "device": "cpu", "seed": 3}
+    s2 = retrain_head_features(s1, train, None, kind="crw", cfg=cfg, run_root=tmp_path, progress=False)
+    for k, v in s1.model.backbone.state_dict().items():
+        assert torch.equal(v, s2.model.backbone.state_dict()[k]), k  # frozen, BN statistics included
+    x = torch.stack([train[i]["image"] for i in range(len(train))])
+    y = torch.as_tensor(np.asarray(train.labels))
+    with torch.no_grad():
+        feat = s1.model(x, out="all")["feat"]
+    n = np.bincount(y.numpy(), minlength=3).astype(float)
+    w = torch.tensor(3 * (1 / n) / (1 / n).sum(), dtype=torch.float32)  # inverse frequency, summing to C
+    seed_everything(3)
+    head = torch.nn.Linear(feat.shape[1], 3)
+    opt = torch.optim.SGD(head.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    floor = 1e-6 / 0.1
+    for epoch in range(3):  # cosine from 0.1 to 1e-6 over 3 epochs, one step per epoch
+        for g in opt.param_groups:
+            g["lr"] = 0.1 * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * epoch / 3)))
+        loss = F.cross_entropy(head(feat), y, weight=w)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert torch.allclose(s2.model.head.weight, head.weight, atol=1e-5)
+    assert torch.allclose(s2.model.head.bias, head.bias, atol=1e-5)
+    with torch.no_grad():  # the returned model is backbone + the new head
+        assert torch.allclose(s2.model(x), head(feat), atol=1e-5)
+    assert s2.config["features"] == "cached" and s2.config["init"] == s1.key
+    again = retrain_head_features(s1, train, None, kind="crw", cfg=cfg, run_root=tmp_path, progress=False)
+    assert torch.equal(again.model.head.weight, s2.model.head.weight)  # cached by config
+    with pytest.raises(ValueError, match="kind"):
+        retrain_head_features(s1, train, None, kind="crx", cfg=cfg, run_root=tmp_path, progress=False)
+
+
+# ----------------------------------------------------------------------------- notebook 05 helpers and end to end
+def test_table5_groups_labels_and_backbone_names():
+    from kitlib.papers import metric_learning as ml
+
+    g = ml.three_groups([50, 40, 30, 20, 10, 9, 8, 7, 6])
+    assert g == {"major": [0, 1, 2], "medium": [3, 4, 5], "minor": [6, 7, 8]}
+    assert ml.label("ce+sc->crw") == "CE+SC->cRW" and ml.label("ldam_drw") == "LDAM-DRW"
+    assert ml.backbone_args("tiny_cnn@8") == ("tiny_cnn", {"width": 8})
+    assert ml.backbone_args("resnet50") == ("resnet50", {})
+    with pytest.raises(ValueError, match="backbones"):
+        ml.backbone_args("ResNet-50")
+
+
+@pytest.mark.parametrize("name, value", [("metric_losses", ["ce+xx"]), ("baselines", ["ce->crx"]),
+                                         ("stable_pp", 0), ("backbone", "Tiny CNN")])
+def test_notebook05_bad_parameters_name_the_parameter(name, value):
+    from kitlib.params import ParameterError
+    from kitlib.papers import metric_learning as ml
+    from kitlib.profiles import get
+
+    import json
+    nb = json.load(open("notebooks/05_metric_learning.ipynb"))
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    values = {}
+    exec("".join(cell["source"]), {}, values)
+    ml.PARAMETERS.check(values)  # the smoke defaults pass
+    values[name] = value
+    with pytest.raises(ParameterError, match=name):
+        ml.PARAMETERS.check(values)
+    assert get("metric_learning", "laptop")["seeds"] == [0, 1, 2]
+
+
+def test_reproduce_metric_learning_smoke(tmp_path):
+    import json
+
+    from kitlib.cli import main
+
+    rc = main(["reproduce", "metric_learning", "--profile", "smoke", "--out", str(tmp_path), "--device", "cpu",
+               "--no-progress", "-p", "seeds=[0, 1]", "-p", f"run_root={tmp_path / 'runs'}"])
+    out = tmp_path / "smoke" / "metric_learning"
+    assert rc == 0, (out / "run.json").read_text() if (out / "run.json").exists() else "no run.json"
+    for t in ("table1_dataset_statistics", "table2_ours", "table2_paper_vs_ours", "table3_ablation", "fig2_sensitivity",
+              "table4_backbones", "table5_natural", "feature_compactness", "effects", "claims"):
+        assert (out / f"{t}.csv").stat().st_size > 0, t
+    assert (out / "fig2_sensitivity.png").stat().st_size > 1000 and (out / "fig2_sensitivity.pdf").stat().st_size > 1000
+    claims = pd.read_csv(out / "claims.csv")
+    assert list(claims["claim_id"]) == ["c1", "c2", "c3", "c4", "c5"]
+    assert claims.set_index("claim_id").loc["c5", "verdict"] == "not run"
+    assert set(claims["verdict"]) <= {"supported", "not supported", "inconclusive", "not run"}
+    t2 = pd.read_csv(out / "table2_runs.csv")
+    assert {"ce+ct->crw", "ce+tp->crw", "ce+sc->crw", "bbn", "cutmix"} <= set(t2["method"]) and t2["seed"].nunique() == 2
+    assert json.loads((out / "record.json").read_text())["config"]["profile"] == "smoke"
