@@ -130,7 +130,7 @@ class GradCAM:
         maps = []
         try:
             for i in range(0, len(x), self.batch_size):
-                xb = x[i:i + self.batch_size].to(dev)
+                xb = x[i:i + self.batch_size].to(dev).clone().requires_grad_(True)  # a graph even for frozen weights
                 with torch.enable_grad():
                     logits = model(xb)
                     act = self._act
