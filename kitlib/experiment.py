@@ -202,3 +202,24 @@ class Experiment:
             "smallest": int(counts.min()), "largest": int(counts.max()),
             "imbalance": round(float(counts.max() / counts.min()), 1), "images": int(counts.sum()),
         }])
+
+
+def _finetune(self, fold: int, backbone: str, pretrain: str, method: str, method_params: dict | None = None,
+              pretrain_params: dict | None = None, seed: int | None = None, finetune: dict | None = None,
+              pretrain_train: dict | None = None, pretrained_from: "Experiment | None" = None) -> TrainedRun:
+    """Two stages through the run cache: `pretrain` (cached, `train(fold, backbone, pretrain, pretrain_params,
+    seed, **pretrain_train)`), then `method` started from its weights (`fit(init=...)`, e.g. CARE's attention
+    fine-tuning) with the experiment's train settings, the seed, then `finetune` (e.g. AdamW lr 1e-4).
+    The fine-tuned run's identity includes the pretrained run's key, so each pair is cached once.
+    pretrained_from: another Experiment with the same images, labels and splits that pretrains (e.g. the one
+    with the ground-truth masks, when this one carries automatic boxes as masks)."""
+    overrides = dict(pretrain_train or {})
+    if seed is not None:
+        overrides["seed"] = seed
+    stage1 = (pretrained_from or self).train(fold, backbone, pretrain, pretrain_params, **overrides)
+    cfg = self.config(**{**overrides, **(finetune or {})})
+    return fit(self.spec(backbone), build_method(method, **(method_params or {})), self.dataset(fold, "train"),
+               self.dataset(fold, "val"), cfg, init=stage1, run_root=self.run_root, progress=self.progress)
+
+
+Experiment.finetune = _finetune

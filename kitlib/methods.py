@@ -684,3 +684,123 @@ class SupConOnly(CESupCon):
 
 
 METRIC_STAGE1 = ("ce+ct", "ce+tp", "ce+sc", "sc")
+
+
+# --------------------------------------------------------------------------- paper 003 (Zhuang et al.): CARE
+class _Recorder:
+    """Stands in for the model inside a base method's `loss`: forwards every call with out="all" and keeps the
+    outputs of the pass on `image`, so CARE reuses that forward for its Grad-CAM (one pass, not two)."""
+
+    def __init__(self, model, image):
+        self.model, self.image, self.outputs = model, image, None
+
+    def __call__(self, x, out: str = "logits"):
+        if out == "feat":
+            return self.model(x, out="feat")
+        res = self.model(x, out="all")
+        if x is self.image:
+            self.outputs = res
+        return res if out == "all" else res["logits"]
+
+    def __getattr__(self, name):  # model.module, model.head, ... as the base method expects
+        return getattr(self.model, name)
+
+
+CARE_REDUCTIONS = ("mean", "sum")
+
+
+@register("care")
+class CARE(Method):
+    """CARE (Zhuang et al. 2023) on top of any base method: L = (1 - alpha) L_base + alpha (L_in + lambda L_out)
+    (Eqs. 4-5), L_in = -min(mean of F inside the box, tau) (Eq. 6), L_out = mean of F outside (Eq. 7), F the
+    differentiable Grad-CAM (kitlib.explain.grad_cam) of the true class, for the images of `box_classes` only.
+
+    base / base_params: the imbalance method CARE sits on ("ce" = baseline, "rw" = CSL, "focal" = FL, "ce+tp" =
+        Siamese-style triplet, ...): its sampler, head and loss are used as they are.
+    box_classes: class ids whose images carry a box; None = the class with the fewest training images (the paper).
+    box_scale: the mask's tight box scaled about its centre (Fig. 11). Boxes come from the batch's masks (the
+        lesion masks, or rasterised automatic boxes), transformed with the image.
+    reduction: "mean" over the images with a box (the paper's text) or "sum" (the authors' code).
+    relu: ReLU on the map before min-max (the authors' code: none). Train it from a pretrained run (two stages).
+    """
+
+    def __init__(self, base: str = "ce", base_params: dict | None = None, alpha: float = 0.5, tau: float = 0.7,
+                 lam: float = 1.0, box_classes: list | None = None, box_scale: float = 1.0, reduction: str = "mean",
+                 relu: bool = False, cam_path: str = "auto"):
+        if base == "care" or "->" in str(base):
+            raise ValueError(f"method 'care': base must be a one-stage method other than 'care', got {base!r}")
+        self.base = build_method(base, **(base_params or {}))
+        if box_classes is not None:
+            if not isinstance(box_classes, (list, tuple)) or not box_classes or not all(
+                    isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in box_classes):
+                raise ValueError(f"method 'care': box_classes must be None or a non-empty list of class ids, "
+                                 f"got {box_classes!r}")
+            box_classes = sorted(set(int(c) for c in box_classes))
+        if not isinstance(relu, bool):
+            raise ValueError(f"method 'care': relu must be True or False, got {relu!r}")
+        super().__init__(base=base, base_params=dict(base_params or {}),
+                         alpha=_check_number(alpha, "alpha", "care", 0, hi=1),
+                         tau=_check_number(tau, "tau", "care", 0, hi=1),
+                         lam=_check_number(lam, "lam", "care", 0),
+                         box_classes=box_classes,
+                         box_scale=_check_number(box_scale, "box_scale", "care", 0, lo_open=True),
+                         reduction=_check_choice(reduction, "reduction", "care", CARE_REDUCTIONS), relu=relu,
+                         cam_path=_check_choice(cam_path, "cam_path", "care", ("auto", "shortcut", "autograd")))
+        self.sampler, self.views, self.head = self.base.sampler, self.base.views, self.base.head
+        self.extra_sampler, self.unused_parameters = self.base.extra_sampler, self.base.unused_parameters
+
+    def sampler_kwargs(self, epochs):
+        return self.base.sampler_kwargs(epochs)
+
+    def setup(self, model, class_counts, epochs):
+        super().setup(model, class_counts, epochs)
+        counts = torch.as_tensor(class_counts)
+        cls = self.params["box_classes"]
+        if cls is not None and max(cls) >= len(counts):
+            raise ValueError(f"method 'care': box_classes {cls} name a class >= the {len(counts)} classes")
+        self.box_class_ids = torch.tensor([int(counts.argmin())] if cls is None else cls)
+        return self.base.setup(model, class_counts, epochs)
+
+    def on_epoch_start(self, epoch):
+        self.base.on_epoch_start(epoch)
+
+    def epoch_logs(self):
+        return self.base.epoch_logs()
+
+    def attention_loss(self, cam: torch.Tensor, m_in: torch.Tensor, use: torch.Tensor):
+        """(L_in + lambda L_out over the images in `use`, L_in, L_out) from maps F (B, H, W) and boxes M_in."""
+        if not bool(use.any()):
+            zero = cam.sum() * 0.0
+            return zero, zero, zero
+        f, mi = cam[use], m_in[use]
+        mo = 1.0 - mi  # Eq. 7 with the paper's simplification: 1 everywhere outside the box
+        inside = (mi * f).flatten(1).sum(1) / mi.flatten(1).sum(1).clamp_min(1.0)
+        outside = (mo * f).flatten(1).sum(1) / mo.flatten(1).sum(1).clamp_min(1.0)
+        l_in = -torch.clamp(inside, max=self.params["tau"])  # Eq. 6: -min(., tau)
+        l_out = outside  # Eq. 7
+        red = torch.mean if self.params["reduction"] == "mean" else torch.sum
+        l_in, l_out = red(l_in), red(l_out)
+        return l_in + self.params["lam"] * l_out, l_in, l_out  # Eq. 5
+
+    def loss(self, model, batch, epoch):
+        from kitlib import explain
+
+        if "mask" not in batch:
+            raise ValueError("method 'care': the batch has no lesion masks; build the Experiment with "
+                             "with_masks=True on data with masks")
+        x, y = batch["image"], batch["label"]
+        rec = _Recorder(model, x)
+        base_loss, logs = self.base.loss(rec, batch, epoch)
+        out = rec.outputs if rec.outputs is not None else model(x, out="all")
+        m_in, has = explain.batch_box_masks(batch["mask"], self.params["box_scale"])
+        has = has & batch.get("has_lesion", has).bool()
+        use = has & torch.isin(y, self.box_class_ids.to(y.device))  # only the classes that have boxes
+        alpha = self.params["alpha"]
+        if bool(use.any()) and alpha > 0:
+            cam = explain.grad_cam(model, x, y, out=out, path=self.params["cam_path"], relu=self.params["relu"])
+            att, l_in, l_out = self.attention_loss(cam.float(), m_in, use)
+        else:
+            att = l_in = l_out = out["logits"].sum() * 0.0
+        loss = (1 - alpha) * base_loss + alpha * att  # Eq. 4
+        return loss, {**logs, "l_in": float(l_in.detach()), "l_out": float(l_out.detach()),
+                      "boxed": int(use.sum())}

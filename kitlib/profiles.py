@@ -62,6 +62,31 @@ PROFILES: dict[str, dict[str, dict]] = {
             "timing_images": 512,
         },
     },
+    "care": {
+        # synthetic lesions with their masks, TinyCNN (width 8) at 32 px, 3 + 2 epochs, 2 seeds: every table and figure
+        "smoke": {},
+        # HAM10000 (Skin7) with its lesion masks at 32 px, a stratified subset of ~4000 images (DF and VASC kept whole),
+        # one 80/20 split, TinyCNN (width 16), 3 seeds; Table 4 without the GPU backbones
+        "laptop": {
+            "dataset": "skin7", "dataset_options": {"size": 32, "masks": True}, "max_images": 4000,
+            "keep_all_below": 150, "image_size": 32, "seeds": [0, 1, 2], "backbone": "tiny_cnn",
+            "table4_backbones": ["tiny_cnn"], "model_width": 16, "epochs": 6, "batch_size": 64, "lr": 0.002,
+            "finetune_epochs": 3, "finetune_lr": 0.0001, "alphas": [0.3], "taus": [0.5], "lams": [0.5],
+            "box_scales": [0.7, 1.1], "box_class_sets": [["df"], ["df", "vasc"]], "auto_bases": ["rw"],
+            "seg_steps": 60, "seg_images": 300, "overlay_images": 4,
+        },
+        # Sections 4.1-4.2 and Table 1: ISIC 2018 at 224 px, ResNet50 (ImageNet), AdamW 1e-4, batch 96, 200 + 200 epochs,
+        # alpha 0.5, tau 0.7, lambda 1; the full sweeps; RSNA pneumonia is not in the kit (not run)
+        "paper": {
+            "dataset": "skin7", "dataset_options": {"size": 224, "masks": True}, "max_images": None,
+            "image_size": 224, "seeds": [0, 1, 2], "backbone": "resnet50", "pretrained": True,
+            "table4_backbones": ["resnet18", "resnet50", "resnet152", "vgg19"], "epochs": 200, "batch_size": 96,
+            "lr": 0.0001, "finetune_epochs": 200, "finetune_lr": 0.0001, "alphas": [0.1, 0.3, 0.5, 0.7, 0.9],
+            "taus": [0.1, 0.3, 0.5, 0.7, 0.9], "lams": [0.1, 0.5, 1.0, 2.0], "box_scales": [0.7, 0.9, 1.0, 1.1],
+            "box_class_sets": [["df"], ["df", "vasc"], ["df", "vasc", "akiec"]], "auto_bases": ["rw", "focal"],
+            "seg_steps": 2000, "seg_images": 2000, "overlay_images": 6,
+        },
+    },
     "balanced_mixup": {
         # synthetic set for both tasks, two tiny CNNs, 3 epochs: every table and figure in about 2 minutes on 2 CPUs
         "smoke": {},
