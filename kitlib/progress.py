@@ -48,5 +48,6 @@ else:
 
 
 def bar(iterable=None, progress: bool = True, **kwargs) -> tqdm:
-    """A tqdm bar over `iterable` (kwargs as tqdm: desc, total, leave, ...), shown when `enabled(progress)`."""
+    """A tqdm bar over `iterable` (kwargs as tqdm: desc, total, ...; `leave` defaults to False), shown when `enabled(progress)`."""
+    kwargs.setdefault("leave", False)  # a finished bar leaves nothing behind in a notebook or a terminal
     return _Bar(iterable, disable=not enabled(progress), **kwargs)

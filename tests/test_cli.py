@@ -146,6 +146,8 @@ def test_reproduce_all_present_papers_skips_absent_ones(tmp_path, monkeypatch, c
     nbdir.mkdir()
     shutil.copy(FIXTURES / "tiny.ipynb", nbdir / PAPERS["contrastive"])
     monkeypatch.setitem(profiles.PROFILES, "contrastive", {"laptop": {"n": 7}})
+    import kitlib.reproduce
+    monkeypatch.setattr(kitlib.reproduce, "paper_schema", lambda paper: None)  # the fixture declares no schema
     out_dir = tmp_path / "res" / "laptop" / "contrastive"
     out_dir.mkdir(parents=True)
     failed = tmp_path / "res" / "laptop" / "contrastive.failed"

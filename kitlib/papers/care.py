@@ -353,8 +353,8 @@ def auto_boxes(exp: Experiment, classes, saliency: str = "spectral_residual", bl
                                                                             if k != "_fingerprint"})
         ious = np.array([explain.box_iou(boxes[i], gt[i]) for i in idx])
         rows.append({"boxes": BOX_LABELS[name], "images": len(idx), "found": int((~np.isnan(boxes[idx]).any(1)).sum()),
-                     "IoU mean": float(np.nanmean(ious)) if len(idx) else np.nan,
-                     "IoU median": float(np.nanmedian(ious)) if len(idx) else np.nan,
+                     "IoU mean": float(np.nanmean(ious)) if np.isfinite(ious).any() else np.nan,
+                     "IoU median": float(np.nanmedian(ious)) if np.isfinite(ious).any() else np.nan,
                      "IoU >= 0.5 (%)": float(100 * np.mean(np.nan_to_num(ious) >= 0.5)) if len(idx) else np.nan})
     return out, pd.DataFrame(rows)
 
