@@ -21,7 +21,7 @@ import torchvision
 
 BACKBONES = (
     "resnet18", "resnet50", "resnet152", "resnext50_32x4d",
-    "densenet121", "densenet169", "mobilenet_v2", "vgg19", "tiny_cnn",
+    "densenet121", "densenet169", "mobilenet_v2", "vgg19", "vgg19_fc", "tiny_cnn",
 )
 
 BIT_BACKBONES = {"resnext50_bit": "resnext50_32x4d"}
@@ -133,6 +133,27 @@ class KitModel(nn.Module):
         self.head_kind = kind
 
 
+class VGGFCModel(KitModel):
+    """VGG19 as the paper draws it (CARE Fig. 7): conv layers -> max-pool -> 7x7 average pool -> FC 4096 -> FC 4096
+    -> FC classes (torchvision's classifier, dropout 0.5). `pool` gives the flattened (B, 25088) input of the first
+    FC layer; `head` is the three FC layers, so Grad-CAM takes the general autograd path (no w_c / Z shortcut)."""
+
+    def __init__(self, features: nn.Module, classifier: nn.Sequential, num_classes: int, head: str = "linear"):
+        super().__init__(features, classifier[0].in_features, num_classes, head, "vgg19_fc")
+        # FC 4096, ReLU, dropout, FC 4096, ReLU, dropout (ImageNet weights when pretrained), then a fresh FC classes
+        self.head = nn.Sequential(*classifier[:-1], make_head(head, classifier[-1].in_features, num_classes))
+
+    def pool(self, fmap: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(F.adaptive_avg_pool2d(F.max_pool2d(fmap, 2, ceil_mode=True), 7), 1)
+
+    def reset_head(self, head: str | None = None) -> None:
+        """A fresh last FC layer (the two 4096-wide layers are kept)."""
+        kind = head or self.head_kind
+        last = make_head(kind, self.head[-1].weight.shape[1], self.num_classes).to(self.head[-1].weight.device)
+        self.head[-1] = last
+        self.head_kind = kind
+
+
 class TinyCNN(nn.Sequential):
     """A small 4-block CNN (about 100k parameters) for the smoke profile and tests."""
 
@@ -196,7 +217,7 @@ def _small_stem(name: str, net: nn.Module, stem: str = "keep") -> None:
         net.features.pool0 = nn.Identity()
     elif name == "mobilenet_v2":
         net.features[0][0].stride = (1, 1)
-    elif name == "vgg19":
+    elif name in ("vgg19", "vgg19_fc"):
         # keep resolution through the first two max-pools
         pools = [i for i, m in enumerate(net.features) if isinstance(m, nn.MaxPool2d)]
         for i in pools[:2]:
@@ -223,7 +244,7 @@ def create_model(name: str, num_classes: int, pretrained: bool = False, small_in
             raise ValueError("tiny_cnn has no pretrained weights; pass pretrained=False")
         net = TinyCNN(width)
         return KitModel(net, net.out_channels, num_classes, head, name)
-    base = BIT_BACKBONES.get(name, name)
+    base = BIT_BACKBONES.get(name, {"vgg19_fc": "vgg19"}.get(name, name))
     net = torchvision.models.get_model(base, weights=None)
     if pretrained:
         _load_pretrained(net, base)  # BiT variants: ImageNet conv weights, norm affine parameters kept
@@ -240,6 +261,8 @@ def create_model(name: str, num_classes: int, pretrained: bool = False, small_in
     elif name == "mobilenet_v2":
         dim = net.last_channel
         features = net.features
+    elif name == "vgg19_fc":  # conv layers up to the last ReLU; max-pool, 7x7 pool and the FC layers after them
+        return VGGFCModel(net.features[:-1], net.classifier, num_classes, head)
     else:  # vgg19: conv layers up to the last ReLU (the final max-pool dropped); GAP + linear head
         dim = 512
         features = net.features[:-1]

@@ -80,7 +80,7 @@ PROFILES: dict[str, dict[str, dict]] = {
         "paper": {
             "dataset": "skin7", "dataset_options": {"size": 224, "masks": True}, "max_images": None,
             "image_size": 224, "seeds": [0, 1, 2], "backbone": "resnet50", "pretrained": True,
-            "table4_backbones": ["resnet18", "resnet50", "resnet152", "vgg19"], "epochs": 200, "batch_size": 96,
+            "table4_backbones": ["resnet18", "resnet50", "resnet152", "vgg19_fc"], "epochs": 200, "batch_size": 96,
             "lr": 0.0001, "finetune_epochs": 200, "finetune_lr": 0.0001, "alphas": [0.1, 0.3, 0.5, 0.7, 0.9],
             "taus": [0.1, 0.3, 0.5, 0.7, 0.9], "lams": [0.1, 0.5, 1.0, 2.0], "box_scales": [0.7, 0.9, 1.0, 1.1],
             "box_class_sets": [["df"], ["df", "vasc"], ["df", "vasc", "akiec"]], "auto_bases": ["rw", "focal"],

@@ -45,6 +45,40 @@ def test_shortcut_equals_autograd_and_vgg_fc_goes_general():
     assert explain.grad_cam(net, x, t).shape == (3, 16, 16)
 
 
+def test_vgg19_fc_is_fig7_and_its_grad_cam_weights_match_a_finite_difference():
+    torch.manual_seed(0)
+    net = create_model("vgg19_fc", 3, small_input=True).double().eval()
+    fcs = [m for m in net.head if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in fcs] == [(25088, 4096), (4096, 4096), (4096, 3)]  # Fig. 7
+    assert not explain.has_linear_shortcut(net)
+    x, t = torch.rand(1, 3, 32, 32, dtype=torch.float64), torch.tensor([1])
+    fmap = net.features(x).detach()
+
+    def score(a):
+        return net.head(net.pool(a))[0, 1]
+    a = fmap.clone().requires_grad_(True)
+    w = explain.channel_weights(net, a, net.head(net.pool(a)), t)  # "auto" = the autograd path here
+    # Eq. 2: alpha_k = (1/Z) sum_ij dY/dA^k_ij = d/de Y(A + e * 1_k) / Z, for a few channels
+    z, e = fmap.shape[2] * fmap.shape[3], 1e-7
+    for k in (0, 7, 511):
+        bump = torch.zeros_like(fmap)
+        bump[0, k] = e
+        fd = (score(fmap + bump) - score(fmap - bump)) / (2 * e) / z
+        assert float(w[0, k]) == pytest.approx(float(fd), rel=1e-4, abs=1e-9)
+    net.reset_head()
+    assert net.head[-1].out_features == 3 and net.head[0].in_features == 25088  # only the last FC is new
+    # a CARE step through the general path: the attention term reaches the conv layers
+    net, care = net.float(), build_method("care", base="rw")
+    care.setup(net, [10, 5, 2], epochs=1)
+    mask = torch.zeros(2, 1, 32, 32)
+    mask[:, :, 8:20, 8:20] = 1
+    batch = {"image": x.float().repeat(2, 1, 1, 1), "label": torch.tensor([2, 0]), "mask": mask,
+             "has_lesion": torch.ones(2, dtype=torch.bool)}
+    loss, logs = care.loss(net, batch, 0)
+    loss.backward()
+    assert logs["boxed"] == 1 and net.backbone[0].weight.grad.abs().sum() > 0
+
+
 def test_minmax_constant_map_is_zero_not_nan():
     m = explain.minmax(torch.ones(2, 3, 3))
     assert torch.isfinite(m).all() and (m == 0).all()

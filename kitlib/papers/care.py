@@ -26,7 +26,8 @@ from kitlib.progress import bar
 
 PAPER = "care"
 BASE_LABELS = {"ce": "Baseline", "rw": "CSL", "focal": "FL", "da": "DA", "ce+tp": "Siamese", "ce->crw": "Decouple"}
-BACKBONE_LABELS = {"resnet18": "ResNet18", "resnet50": "ResNet50", "resnet152": "ResNet152", "vgg19": "VGG19",
+BACKBONE_LABELS = {"resnet18": "ResNet18", "resnet50": "ResNet50", "resnet152": "ResNet152", "vgg19": "VGG19 (GAP)",
+                   "vgg19_fc": "VGG19",
                    "tiny_cnn": "TinyCNN"}
 BASES = tuple(BASE_LABELS)
 BOX_SOURCES = ("gt", "saliency", "segmentation")
