@@ -174,7 +174,11 @@ def judge_every(paper: str, claim: Claim, effects: Mapping[str, Effect | None], 
     else:
         v = "inconclusive"
     sign = -1 if claim.test == "less" else 1
-    weakest = min(ran, key=lambda k: sign * (ran[k].ci_low if sign > 0 else ran[k].ci_high))
+
+    def strength(k):  # a member without an interval (one unit) is shown only when no member has one
+        end = ran[k].ci_low if sign > 0 else ran[k].ci_high
+        return (bool(np.isnan(end)), sign * end)
+    weakest = min(ran, key=strength)
     missing = [k for k in effects if effects[k] is None]
     note = "each: " + ", ".join(f"{k} {each[k]}" for k in each)
     if missing:

@@ -673,7 +673,7 @@ def format_summary(results: list[RunResult], root: Path | None = None) -> str:
                          + (f"the previous result {rel(r.kept)}/ is untouched" if r.kept else "no earlier result"))
         for name, why in r.skipped.items():
             first = why.strip().splitlines()[0] if why.strip() else "no reason given"
-            notes.append(f"{r.paper}: dataset {name} not run - {first}")
+            notes.append(f"{r.paper}: {name} not run - {first}")
         rows.append((r.paper, r.status.upper() if r.status != "ok" else "ok", t, detail))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row[:3], widths)) + "  " + row[3] for row in rows]

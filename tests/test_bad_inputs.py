@@ -273,7 +273,7 @@ def test_a_dataset_that_cannot_be_loaded_is_explained_in_the_console_summary(tmp
 def test_datasets_a_notebook_skipped_are_listed_under_the_summary(tmp_path, capsys):
     assert _reproduce(tmp_path) == 0
     out = capsys.readouterr().out
-    assert "flaky: dataset ghost not run - ghost: not on this machine" in out and "more detail" not in out
+    assert "flaky: ghost not run - ghost: not on this machine" in out and "more detail" not in out
     assert json.loads((tmp_path / "smoke" / "flaky" / "run.json").read_text())["skipped"]["ghost"].startswith("ghost")
 
 

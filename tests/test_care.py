@@ -63,7 +63,8 @@ def test_vgg19_fc_is_fig7_and_its_grad_cam_weights_match_a_finite_difference():
     for k in (0, 7, 511):
         bump = torch.zeros_like(fmap)
         bump[0, k] = e
-        fd = (score(fmap + bump) - score(fmap - bump)) / (2 * e) / z
+        with torch.no_grad():
+            fd = (score(fmap + bump) - score(fmap - bump)) / (2 * e) / z
         assert float(w[0, k]) == pytest.approx(float(fd), rel=1e-4, abs=1e-9)
     net.reset_head()
     assert net.head[-1].out_features == 3 and net.head[0].in_features == 25088  # only the last FC is new
@@ -207,3 +208,13 @@ def test_finetune_path_links_runs(tmp_path):
     assert ft.config["init"] == pre.key and "l_in" not in pre.history
     again = exp.finetune(0, "tiny_cnn", "rw", "care", {"base": "rw"}, finetune={"optimizer": "adamw", "lr": 1e-4})
     assert again.key == ft.key
+
+
+def test_an_automatic_source_that_boxed_nothing_is_not_judged():
+    import pandas as pd
+    from kitlib.papers import care
+
+    iou = pd.DataFrame({"boxes": ["saliency", "DeepLabV3", "centred 60 % box (reference)"], "found": [12, 0, 12]})
+    out = care.unboxed_sources(iou)
+    assert list(out) == ["auto_segmentation"] and "DeepLabV3 found no box" in out["auto_segmentation"]
+    assert care.unboxed_sources(iou.assign(found=5)) == {}

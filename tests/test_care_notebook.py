@@ -22,6 +22,9 @@ def test_notebook04_smoke_end_to_end(tmp_path):
     for fig in ("fig1_histogram", "fig8_per_class_recall", "fig9_training_curves", "fig10_overlays",
                 "fig11_box_scale", "fig12_overlays_tau", "fig14_overlays_boxes"):
         assert (out / f"{fig}.png").is_file() and (out / f"{fig}.pdf").is_file(), fig
+    iou = pd.read_csv(out / "table8_box_iou.csv").set_index("boxes")
+    assert list(iou.index) == ["saliency", "DeepLabV3", "centred 60 % box (reference)"]
+    assert (iou["found"] > 0).all() and iou["IoU mean"].between(0, 1).all()
     claims = pd.read_csv(out / "claims.csv")
     assert {"minority_recall", "mca", "attention", "robust_tau", "rsna_pneumonia"} <= set(claims["claim_id"])
     assert claims.loc[claims["claim_id"] == "rsna_pneumonia", "verdict"].item() == "not run"

@@ -55,6 +55,11 @@ def test_judge_every_needs_every_member():
     row = C.judge_every("p", UP, {"ce": good, "rs": flat, "rw": None})
     assert row["verdict"] == "inconclusive" and "weakest: rs" in row["contrast"] and "not run: rw" in row["note"]
     assert C.judge_every("p", UP, {"ce": good, "rs": C.Effect.from_diffs([-2, -1])})["verdict"] == "not supported"
+    # a one-unit member has no interval: the row shows the member whose interval decides, not the lone value
+    bad = C.Effect.from_diffs([-19.0, -7.0])
+    row = C.judge_every("p", UP, {"one": C.Effect.from_diffs([-3.0]), "da": bad, "ce": good})
+    assert row["verdict"] == "not supported" and "weakest: da" in row["contrast"]
+    assert row["our_effect"] == pytest.approx(-13.0) and row["ci_high"] < 0
 
 
 def test_effect_table_from_long_scores():

@@ -56,6 +56,7 @@ def _parameters() -> P.Schema:
         box_class_sets=P.ListOf(P.ListOf(P.Str(what="a class name"))),
         auto_bases=P.ListOf(P.Str(choices=["ce", "rw", "focal"]), min_len=0),
         saliency=P.Str(choices=list(explain.SALIENCY)), saliency_blur=P.Float(0),
+        saliency_threshold=P.Either(P.Str(choices=["otsu"]), P.Float(0, 1, lo_open=True, hi_open=True)),
         seg_arch=P.Str(choices=["deeplabv3_mobilenet_v3_large", "deeplabv3_resnet50"]), seg_steps=P.Int(lo=1),
         seg_images=P.Int(lo=4), overlay_images=P.Int(lo=1),
     )
@@ -314,19 +315,20 @@ def sweep_figure(rows: pd.DataFrame, x: str, title: str, xlabel: str):
 
 
 # --------------------------------------------------------------------------- automatic boxes
-def auto_boxes(exp: Experiment, classes, saliency: str = "spectral_residual", blur: float = 2.0,
-               seg_arch: str = "deeplabv3_mobilenet_v3_large", seg_steps: int = 50, seg_images: int = 200,
-               seed: int = 0, device: str = "cpu") -> tuple[dict, pd.DataFrame]:
+def auto_boxes(exp: Experiment, classes, saliency: str = "fine_grained", blur: float = 4.0,
+               threshold: str | float = 0.3, seg_arch: str = "deeplabv3_resnet50", seg_steps: int = 50,
+               seg_images: int = 200, seed: int = 0, device: str = "cpu") -> tuple[dict, pd.DataFrame]:
     """Boxes for the images of `classes` from (a) OpenCV saliency and (b) a DeepLabV3 trained on the lesion masks of
     images NOT of those classes; returns ({source: ImageArrays whose masks are the rasterised boxes of that source
-    for the images of `classes` (others keep their masks, unused by CARE)}, IoU table against the mask's box)."""
+    for the images of `classes` (others keep their masks, unused by CARE)}, IoU table against the mask's box, with
+    a reference row: one fixed centred box covering 60 % of each side, the same for every image)."""
     a = exp.arrays
     target = np.isin(a.labels, list(classes)) & _has_mask(a)
     gt = np.stack([explain.box_from_mask(m) for m in a.masks])
     idx = np.flatnonzero(target)
     sal = np.full((len(a), 4), np.nan, np.float32)
     for i in bar(idx, desc="saliency boxes", leave=False):
-        sal[i] = explain.saliency_box(a.images[i], saliency, blur=blur)
+        sal[i] = explain.saliency_box(a.images[i], saliency, threshold=threshold, blur=blur)
     donors = np.flatnonzero(~np.isin(a.labels, list(classes)) & _has_mask(a))
     rng = np.random.default_rng(seed)
     donors = rng.choice(donors, min(seg_images, len(donors)), replace=False)
@@ -343,8 +345,18 @@ def auto_boxes(exp: Experiment, classes, saliency: str = "spectral_residual", bl
     if len(idx):
         seg[idx] = explain.segmentation_boxes(net, tensors(idx)[0])
     h, w = a.images.shape[1:3]
+    centre = np.full((len(a), 4), np.nan, np.float32)
+    centre[idx] = [0.2 * w, 0.2 * h, 0.8 * w, 0.8 * h]
     out, rows = {}, []
-    for name, boxes in (("saliency", sal), ("segmentation", seg)):
+    for name, boxes in (("saliency", sal), ("segmentation", seg), ("centre", centre)):
+        ious = np.array([explain.box_iou(boxes[i], gt[i]) for i in idx])
+        rows.append({"boxes": BOX_LABELS.get(name, "centred 60 % box (reference)"), "images": len(idx),
+                     "found": int((~np.isnan(boxes[idx]).any(1)).sum()),
+                     "IoU mean": float(np.nanmean(ious)) if np.isfinite(ious).any() else np.nan,
+                     "IoU median": float(np.nanmedian(ious)) if np.isfinite(ious).any() else np.nan,
+                     "IoU >= 0.5 (%)": float(100 * np.mean(np.nan_to_num(ious) >= 0.5)) if len(idx) else np.nan})
+        if name == "centre":
+            continue
         masks = a.masks.copy()
         for i in idx:
             masks[i] = explain.box_mask(boxes[i], h, w)  # an image without a found box gets none (no attention loss)
@@ -352,12 +364,16 @@ def auto_boxes(exp: Experiment, classes, saliency: str = "spectral_residual", bl
         has[idx] = ~np.isnan(boxes[idx]).any(1)
         out[name] = dataclasses.replace(a, masks=masks, has_lesion=has, meta={k: v for k, v in a.meta.items()
                                                                             if k != "_fingerprint"})
-        ious = np.array([explain.box_iou(boxes[i], gt[i]) for i in idx])
-        rows.append({"boxes": BOX_LABELS[name], "images": len(idx), "found": int((~np.isnan(boxes[idx]).any(1)).sum()),
-                     "IoU mean": float(np.nanmean(ious)) if np.isfinite(ious).any() else np.nan,
-                     "IoU median": float(np.nanmedian(ious)) if np.isfinite(ious).any() else np.nan,
-                     "IoU >= 0.5 (%)": float(100 * np.mean(np.nan_to_num(ious) >= 0.5)) if len(idx) else np.nan})
     return out, pd.DataFrame(rows)
+
+
+def unboxed_sources(iou: pd.DataFrame) -> dict:
+    """{auto_<source>: reason} for each automatic source of `auto_boxes`'s IoU table that boxed no image: CARE with it
+    fine-tuned without the attention loss, so its rows are shown but not judged."""
+    found = iou.set_index("boxes")["found"]
+    return {f"auto_{s}": f"CARE with {BOX_LABELS[s]} boxes: not judged ({BOX_LABELS[s]} found no box on the boxed "
+                         "classes' images, so its fine-tuning had no attention loss)"
+            for s in ("saliency", "segmentation") if found[BOX_LABELS[s]] == 0}
 
 
 # --------------------------------------------------------------------------- overlays
