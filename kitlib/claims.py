@@ -322,7 +322,7 @@ def claims_page(claims: pd.DataFrame, profile: str, problems: Sequence[str] = ()
                 ours = "" if r["n_units"] == 0 else f"{_num(r['our_effect'])} [{_num(r['ci_low'])}, {_num(r['ci_high'])}]"
                 cells = [f"{r['claim_id']}: {r['claim']}", r["contrast"], r["metric"], _num(r["paper_effect"]), ours,
                          str(int(r["n_units"])), f"**{r['verdict']}**", r["note"] if isinstance(r["note"], str) else ""]
-                lines.append("| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |")
+                lines.append("| " + " | ".join(" ".join(str(c).replace("|", "/").split()) for c in cells) + " |")
     if problems:
         lines += ["", "Left out:", ""] + [f"- {p}" for p in problems]
     lines += ["", "How a verdict is reached: " + RULE, ""]

@@ -218,3 +218,14 @@ def test_an_automatic_source_that_boxed_nothing_is_not_judged():
     out = care.unboxed_sources(iou)
     assert list(out) == ["auto_segmentation"] and "DeepLabV3 found no box" in out["auto_segmentation"]
     assert care.unboxed_sources(iou.assign(found=5)) == {}
+
+
+def test_summary_says_how_many_seeds_had_an_attention_number():
+    import pandas as pd
+    from kitlib.papers import care
+
+    rows = pd.DataFrame({"variant": ["a"] * 3, "scr": [0.0, 0.1, 0.2], "auc_ovr": [0.8] * 3, "mcr": [0.3, 0.4, 0.5],
+                         "att_minority": [0.99, np.nan, np.nan], "att_all": [0.5, 0.5, 0.6]})
+    t = care.summary(rows).iloc[0]
+    assert t["attention inside box, minority (%)"] == "99.0 [1 of 3 seeds]"
+    assert t["MCA"] == "40.0 (10.0)" and t["seeds"] == 3

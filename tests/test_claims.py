@@ -94,6 +94,13 @@ def test_claims_cli_collects_whole_results_only(tmp_path, capsys):
     assert page.startswith("# Claims, profile `laptop`") and "supported: 1" in page
 
 
+def test_claims_page_keeps_a_multi_line_note_in_its_row():
+    row = C.judge("care", UP, None, note="dataset missing:\n1. download it\n2. unzip | move it")
+    page = C.claims_page(pd.DataFrame([row]), "laptop")
+    line = next(x for x in page.splitlines() if x.startswith("| up:"))
+    assert line.endswith("; dataset missing: 1. download it 2. unzip / move it |") and line.count("|") == 9
+
+
 def test_claims_cli_without_results(tmp_path, capsys):
     assert main(["claims", "--out", str(tmp_path)]) == 1
     assert "no results under" in capsys.readouterr().err

@@ -234,6 +234,8 @@ def summary(rows: pd.DataFrame, by=("variant",), extra=()) -> pd.DataFrame:
             s = 1 if c == "auc_ovr" else 100
             r[c] = M.format_mean_std(g[c].mean() * s, g[c].std() * s if len(g) > 1 else None, scale=1,
                                      digits=3 if c == "auc_ovr" else 1)
+            if 0 < g[c].notna().sum() < len(g):  # e.g. seeds whose every map of the class is zero after ReLU
+                r[c] += f" [{g[c].notna().sum()} of {len(g)} seeds]"
         r["seeds"] = len(g)
         out.append(r)
     return pd.DataFrame(out).rename(columns={**METRICS, "att_minority": "attention inside box, minority (%)",
