@@ -106,6 +106,7 @@ class TrainConfig:
     eval_every: int = 1
     seed: int = 0
     freeze_backbone: bool = False  # decoupled second stage: only the head trains
+    unfreeze_last_block: bool = False  # with freeze_backbone: the backbone's last block trains too (paper 003 Decouple)
     drop_last: bool = False
     # how to run, not what is computed: excluded from the run's identity
     device: str = "auto"
@@ -131,9 +132,11 @@ class TrainConfig:
                          ("eval_every", 1), ("seed", 0), ("num_workers", 0), ("eval_batch_size", 1)):
             if not is_int(getattr(self, name)) or getattr(self, name) < lo:
                 bad(name, f"an integer >= {lo}")
-        for name in ("nesterov", "freeze_backbone", "drop_last", "amp", "channels_last"):
+        for name in ("nesterov", "freeze_backbone", "unfreeze_last_block", "drop_last", "amp", "channels_last"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 bad(name, "True or False")
+        if self.unfreeze_last_block and not self.freeze_backbone:
+            bad("unfreeze_last_block", "False unless freeze_backbone=True (it says which part of a frozen backbone trains)")
         if not is_real(self.lr) or self.lr <= 0:
             bad("lr", "a finite number > 0")
         if not is_real(self.momentum) or not 0 <= self.momentum < 1:
@@ -170,6 +173,8 @@ class TrainConfig:
         out = {k: v for k, v in dataclasses.asdict(self).items() if k not in self.RUNTIME}
         if out["select"] is None:  # the implicit rule: same identity as before `select` existed
             del out["select"]
+        if not out["unfreeze_last_block"]:  # same identity as before the field existed
+            del out["unfreeze_last_block"]
         return out
 
 
@@ -413,11 +418,14 @@ def _with_views(dataset, views: int):
     return ds
 
 
-def _trainable(model: KitModel, freeze_backbone: bool) -> list:
-    if freeze_backbone:
+def _trainable(model: KitModel, cfg: TrainConfig) -> list:
+    if cfg.freeze_backbone:
         for p in model.backbone.parameters():
             p.requires_grad_(False)
-        return list(model.head.parameters())
+        block = [p for m in model.last_block() for p in m.parameters()] if cfg.unfreeze_last_block else []
+        for p in block:
+            p.requires_grad_(True)
+        return block + list(model.head.parameters())
     return [p for p in model.parameters() if p.requires_grad]
 
 
@@ -430,7 +438,7 @@ def fit(model: ModelSpec | dict, method: Method | str, train_set, val_set=None, 
     method: a Method or a registry name.
     train_set / val_set: kitlib.data.TorchImageSet (anything with .labels, .class_counts() and dict items).
     init: start from this run's weights; with cfg.freeze_backbone the head is re-initialised and only it trains
-        (decoupled second stage).
+        (decoupled second stage), with cfg.unfreeze_last_block the backbone's last block too.
     callbacks: callables cb(epoch, logs) after each epoch (raising stops training; the run resumes later).
     """
     spec = model if isinstance(model, ModelSpec) else ModelSpec(**model)
@@ -491,7 +499,7 @@ def fit(model: ModelSpec | dict, method: Method | str, train_set, val_set=None, 
     # an extra module with an `optim_group` dict (e.g. centre-loss centres: own lr, no momentum, fixed_lr) gets
     # its own parameter group; the others share the network's settings
     own = [m for m in extras if getattr(m, "optim_group", None)]
-    params = _trainable(net, cfg.freeze_backbone) + [p for m in extras if not any(m is o for o in own)
+    params = _trainable(net, cfg) + [p for m in extras if not any(m is o for o in own)
                                                      for p in m.parameters()]
     opt = make_optimizer([{"params": params}] + [{"params": list(m.parameters()), **m.optim_group} for m in own]
                          if own else params, cfg)
@@ -558,6 +566,8 @@ def fit(model: ModelSpec | dict, method: Method | str, train_set, val_set=None, 
             m.train()
         if cfg.freeze_backbone:
             net.backbone.eval()  # frozen features: batch-norm statistics stay as trained
+            for m in net.last_block() if cfg.unfreeze_last_block else ():
+                m.train()
         t0, tot, n = time.time(), 0.0, 0
         for i, batch in enumerate(loader):
             for g in opt.param_groups:
@@ -696,6 +706,9 @@ def retrain_head_features(stage1: TrainedRun, train_set, val_set=None, kind: str
         cfg = dataclasses.replace(cfg, freeze_backbone=True)
     else:
         cfg = TrainConfig(**{**base, **(cfg or {}), "freeze_backbone": True})
+    if cfg.unfreeze_last_block:
+        raise ValueError("retrain_head_features: unfreeze_last_block=True cannot train on cached features "
+                         "(the block would change them); use retrain_head")
     spec = dataclasses.replace(stage1.spec, head="linear")
     counts = np.asarray(train_set.class_counts())
     method = build_method(kind)

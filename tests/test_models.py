@@ -51,3 +51,13 @@ def test_bad_names_and_offline_weights(monkeypatch, tmp_path):
     monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", offline)
     with pytest.raises(RuntimeError, match="pretrained=False"):
         create_model("resnet18", 3, pretrained=True)
+
+
+def test_last_block_is_resnet_layer4_and_the_last_conv_elsewhere():
+    from kitlib.train import ModelSpec
+
+    r = ModelSpec("resnet18", 3).build()
+    assert r.last_block() == [r.backbone[7]]
+    assert sum(p.numel() for p in r.backbone[7].parameters()) == 8393728  # BasicBlock x2, 256 -> 512 channels
+    t = ModelSpec("tiny_cnn", 3, width=8).build()
+    assert [type(m).__name__ for m in t.last_block()] == ["Conv2d", "BatchNorm2d", "ReLU"]

@@ -94,6 +94,25 @@ def test_retrain_head_freezes_backbone(sets, tmp_path):
         assert stage2.config["init"] == stage1.key and stage2.config["train"]["freeze_backbone"]
 
 
+def test_retrain_head_with_the_last_block_trains_only_that_block_and_the_head(sets, tmp_path):
+    from kitlib.train import retrain_head_features
+
+    train, val = sets
+    stage1 = fit(SPEC, "ce", train, val, cfg(), run_root=tmp_path, progress=False)
+    stage2 = retrain_head(stage1, train, val, cfg={"epochs": 2, "batch_size": 32, "lr": 0.01,
+                                                   "unfreeze_last_block": True}, run_root=tmp_path, progress=False)
+    b1, b2 = stage1.model.backbone.state_dict(), stage2.model.backbone.state_dict()
+    last = {"12.weight", "13.weight", "13.bias", "13.running_mean", "13.running_var", "13.num_batches_tracked"}
+    assert {k for k in b1 if not torch.equal(b1[k], b2[k])} == last  # TinyCNN's last conv + BN, statistics included
+    assert stage2.config["train"]["unfreeze_last_block"] and stage2.key != retrain_head(
+        stage1, train, val, cfg={"epochs": 2, "batch_size": 32, "lr": 0.01}, run_root=tmp_path, progress=False).key
+    assert "unfreeze_last_block" not in stage1.config["train"]  # off: the run keys of before are kept
+    with pytest.raises(ValueError, match="unfreeze_last_block"):
+        TrainConfig(unfreeze_last_block=True)
+    with pytest.raises(ValueError, match="unfreeze_last_block=True cannot train on cached features"):
+        retrain_head_features(stage1, train, val, cfg={"unfreeze_last_block": True}, run_root=tmp_path)
+
+
 def test_missing_class_in_train_split_is_named(tmp_path):
     arr = make_synthetic(n=200, num_classes=4, ratio=4, size=16, seed=0)
     keep = np.flatnonzero(arr.labels != 2)

@@ -46,6 +46,7 @@ def _parameters() -> P.Schema:
         model_width=P.Int(lo=1), pretrained=P.Bool(),
         table2_bases=P.ListOf(P.Str(choices=["ce", "rw", "focal", "da"])),
         table3_bases=P.ListOf(P.Str(choices=["ce+tp", "ce->crw"]), min_len=0),
+        decouple_trains=P.Str(choices=["last_block", "head"]),
         sweep_base=P.Str(choices=["ce", "rw", "focal"]), focal_gamma=P.Float(0),
         da=P.DictOf(), epochs=P.Int(lo=1), batch_size=P.Int(lo=1), lr=P.Float(0, lo_open=True),
         optimizer=P.Str(choices=["sgd", "adamw", "adam"]), weight_decay=P.Float(0),
