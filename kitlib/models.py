@@ -155,15 +155,6 @@ class VGGFCModel(KitModel):
     def pool(self, fmap: torch.Tensor) -> torch.Tensor:
         return torch.flatten(F.adaptive_avg_pool2d(F.max_pool2d(fmap, 2, ceil_mode=True), 7), 1)
 
-    def last_block(self) -> list[nn.Module]:
-        """The backbone's last block: its trailing children up to and including the last one that holds a
-        convolution (ResNet: layer4; TinyCNN: the last conv + BN + ReLU; VGG: the last conv + ReLU)."""
-        kids = list(self.backbone.children())
-        for i in range(len(kids) - 1, -1, -1):
-            if any(isinstance(m, nn.Conv2d) for m in kids[i].modules()):
-                return kids[i:]
-        raise ValueError(f"{self.name or type(self).__name__}: the backbone has no convolution, so no last block")
-
     def reset_head(self, head: str | None = None) -> None:
         """A fresh last FC layer (the two 4096-wide layers are kept)."""
         kind = head or self.head_kind
