@@ -229,3 +229,15 @@ def test_summary_says_how_many_seeds_had_an_attention_number():
     t = care.summary(rows).iloc[0]
     assert t["attention inside box, minority (%)"] == "99.0 [1 of 3 seeds]"
     assert t["MCA"] == "40.0 (10.0)" and t["seeds"] == 3
+
+
+def test_attention_table_counts_a_run_once_and_seeds_with_a_number():
+    import pandas as pd
+    from kitlib.papers import care
+
+    t2 = pd.DataFrame({"variant": ["CSL"] * 2, "backbone": "tiny_cnn", "seed": [0, 1],
+                       "att_minority": [0.4, np.nan], "att_all": [0.5, 0.7]})
+    t = care.attention_table(t2, t2.copy())  # the same runs listed in two tables
+    row = t.loc[("CSL", "tiny_cnn")]
+    assert row[("att_minority", "count")] == 1 and row[("att_all", "count")] == 2
+    assert row[("att_minority", "mean")] == pytest.approx(40.0) and row[("att_all", "mean")] == pytest.approx(60.0)

@@ -350,16 +350,16 @@ def auto_boxes(exp: Experiment, classes, saliency: str = "fine_grained", blur: f
     h, w = a.images.shape[1:3]
     centre = np.full((len(a), 4), np.nan, np.float32)
     centre[idx] = [0.2 * w, 0.2 * h, 0.8 * w, 0.8 * h]
-    out, rows = {}, []
-    for name, boxes in (("saliency", sal), ("segmentation", seg), ("centre", centre)):
+    rows = []
+    for label, boxes in ((BOX_LABELS["saliency"], sal), (BOX_LABELS["segmentation"], seg),
+                         ("centred 60 % box (reference)", centre)):
         ious = np.array([explain.box_iou(boxes[i], gt[i]) for i in idx])
-        rows.append({"boxes": BOX_LABELS.get(name, "centred 60 % box (reference)"), "images": len(idx),
-                     "found": int((~np.isnan(boxes[idx]).any(1)).sum()),
+        rows.append({"boxes": label, "images": len(idx), "found": int((~np.isnan(boxes[idx]).any(1)).sum()),
                      "IoU mean": float(np.nanmean(ious)) if np.isfinite(ious).any() else np.nan,
                      "IoU median": float(np.nanmedian(ious)) if np.isfinite(ious).any() else np.nan,
                      "IoU >= 0.5 (%)": float(100 * np.mean(np.nan_to_num(ious) >= 0.5)) if len(idx) else np.nan})
-        if name == "centre":
-            continue
+    out = {}
+    for name, boxes in (("saliency", sal), ("segmentation", seg)):
         masks = a.masks.copy()
         for i in idx:
             masks[i] = explain.box_mask(boxes[i], h, w)  # an image without a found box gets none (no attention loss)
@@ -377,6 +377,17 @@ def unboxed_sources(iou: pd.DataFrame) -> dict:
     return {f"auto_{s}": f"CARE with {BOX_LABELS[s]} boxes: not judged ({BOX_LABELS[s]} found no box on the boxed "
                          "classes' images, so its fine-tuning had no attention loss)"
             for s in ("saliency", "segmentation") if found[BOX_LABELS[s]] == 0}
+
+
+def attention_table(*rows: pd.DataFrame) -> pd.DataFrame:
+    """Attention inside the box per (variant, backbone) over the runner's rows of several tables: mean and std in
+    percent, and count = seeds with a number (a seed whose maps of the class are all zero after ReLU has none).
+    A run listed in several tables counts once."""
+    att = pd.concat(rows)[["variant", "backbone", "seed", "att_minority", "att_all"]]
+    att = att.drop_duplicates(["variant", "backbone", "seed"])
+    table = att.groupby(["variant", "backbone"], sort=False)[["att_minority", "att_all"]].agg(["mean", "std", "count"])
+    table.loc[:, (slice(None), ["mean", "std"])] *= 100
+    return table
 
 
 # --------------------------------------------------------------------------- overlays
